@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Loom",
+    products: [
+        .library(name: "TensorKernels", targets: ["TensorKernels"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .executable(name: "loom", targets: ["loom"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // L0: OpenBLAS's CBLAS interface (Debian: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // L0: pure loops over buffers and strides.
+        .target(name: "TensorKernels", dependencies: ["CBLAS"]),
+        // L1: Tensor, dtypes, RNG, allocator accounting, ops and autograd.
+        .target(name: "TensorCore", dependencies: ["TensorKernels"]),
+        .executableTarget(
+            name: "loom",
+            dependencies: [
+                "TensorCore", "TensorKernels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

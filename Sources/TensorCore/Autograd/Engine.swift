@@ -1,0 +1,93 @@
+/// The backward engine: an iterative traversal of the graph, so chains of any depth
+/// (10,000 ops and more) run without growing the call stack.
+///
+/// Order: nodes are released in dependency order (Kahn's algorithm). A node's gradient
+/// is final once every consumer has contributed; its tensor hooks run then, and for a
+/// leaf the gradient is accumulated into `.grad` and post-accumulate hooks fire at once.
+/// Ready nodes are processed last-in first-out, so a leaf whose gradient is final is
+/// handled before the engine moves further down the graph: data parallelism relies on
+/// this to start communication while backward continues.
+enum BackwardEngine {
+    static func run(roots: [(GradNode, Tensor)], retainGraph: Bool) {
+        noGrad {
+            // 1. Discover reachable nodes and count consumers of each (iterative DFS).
+            var dependencies: [ObjectIdentifier: Int] = [:]
+            var visited: Set<ObjectIdentifier> = []
+            var stack: [GradNode] = []
+            for (node, _) in roots where visited.insert(ObjectIdentifier(node)).inserted {
+                stack.append(node)
+            }
+            while let node = stack.popLast() {
+                for case let input? in node.inputs {
+                    let id = ObjectIdentifier(input)
+                    dependencies[id, default: 0] += 1
+                    if visited.insert(id).inserted { stack.append(input) }
+                }
+            }
+            // 2. Seed pending gradients with the roots.
+            var pending: [ObjectIdentifier: Tensor] = [:]
+            for (node, grad) in roots {
+                let id = ObjectIdentifier(node)
+                pending[id] = pending[id].map { $0 + grad } ?? grad
+            }
+            var ready: [GradNode] = []
+            var seen: Set<ObjectIdentifier> = []
+            for (node, _) in roots where (dependencies[ObjectIdentifier(node)] ?? 0) == 0 {
+                if seen.insert(ObjectIdentifier(node)).inserted { ready.append(node) }
+            }
+            // 3. Release nodes in dependency order.
+            while let node = ready.popLast() {
+                let id = ObjectIdentifier(node)
+                guard var grad = pending.removeValue(forKey: id) else { continue }
+                let (hooks, vjp, freed) = node.state.withLock { s in (s.hooks, s.vjp, s.freed) }
+                for hook in hooks { if let replaced = hook.fn(grad) { grad = replaced } }
+                if node.isLeaf {
+                    node.accumulate(grad)
+                    continue
+                }
+                guard let vjp else {
+                    preconditionFailure(freed
+                        ? "backward: the graph through '\(node.op)' was already freed by an earlier backward; pass retainGraph: true to the first call"
+                        : "backward: node '\(node.op)' has no derivative")
+                }
+                if !retainGraph { node.state.withLock { s in s.vjp = nil; s.freed = true } }
+                let inputGrads = vjp(grad)
+                precondition(inputGrads.count == node.inputs.count,
+                             "backward: '\(node.op)' returned \(inputGrads.count) gradients for \(node.inputs.count) inputs")
+                for (input, g) in zip(node.inputs, inputGrads) {
+                    guard let input else { continue }
+                    let iid = ObjectIdentifier(input)
+                    if let g {
+                        precondition(g.shape == input.shape,
+                                     "backward: '\(node.op)' produced a gradient of shape \(shapeString(g.shape)) for an input of shape \(shapeString(input.shape))")
+                        let gc = g.dtype == input.dtype ? g : g.to(input.dtype)
+                        pending[iid] = pending[iid].map { $0 + gc } ?? gc
+                    }
+                    let left = dependencies[iid]! - 1
+                    dependencies[iid] = left
+                    if left == 0 {
+                        if pending[iid] != nil { ready.append(input) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension GradNode {
+    /// Adds a final gradient into `.grad` and runs the post-accumulate hooks.
+    func accumulate(_ g: Tensor) {
+        let post: [(id: Int, fn: @Sendable (Tensor) -> Void)] = state.withLock { s in
+            if let existing = s.grad {
+                s.grad = existing + g
+            } else {
+                s.grad = Memory.withTag(.gradients) { g.contiguousCopy() }
+            }
+            return s.postAccumulateHooks
+        }
+        if !post.isEmpty {
+            let current = state.withLock { $0.grad! }
+            for hook in post { hook.fn(current) }
+        }
+    }
+}

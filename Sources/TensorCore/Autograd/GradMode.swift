@@ -1,0 +1,16 @@
+/// Whether ops record onto the autograd tape on the current task/thread.
+public enum GradMode {
+    @TaskLocal public static var isEnabled: Bool = true
+}
+
+/// Runs `body` without recording autograd history (like `torch.no_grad()`).
+@discardableResult
+public func noGrad<R>(_ body: () throws -> R) rethrows -> R {
+    try GradMode.$isEnabled.withValue(false) { try body() }
+}
+
+/// Runs `body` with autograd recording on, even inside a `noGrad` scope.
+@discardableResult
+public func enableGrad<R>(_ body: () throws -> R) rethrows -> R {
+    try GradMode.$isEnabled.withValue(true) { try body() }
+}

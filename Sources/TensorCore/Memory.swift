@@ -1,0 +1,150 @@
+import Synchronization
+
+/// What a block of tensor memory is for; every allocation is charged to one tag.
+public enum MemoryTag: String, Sendable, CaseIterable, Codable {
+    case parameters, gradients, optimizerState, activations, workspace, other
+}
+
+/// A snapshot of the allocator's accounting.
+///
+/// `current` is live bytes now; `peak` the largest `current` since the last
+/// `Memory.resetPeak()`. Per-tag peaks are each tag's own maximum (they need not
+/// occur at the same moment, so they may sum to more than the total peak).
+public struct MemoryStats: Sendable, Equatable, CustomStringConvertible {
+    public var current: Int
+    public var peak: Int
+    public var currentByTag: [MemoryTag: Int]
+    public var peakByTag: [MemoryTag: Int]
+    /// Number of live allocations.
+    public var liveAllocations: Int
+    /// Allocations made since process start.
+    public var totalAllocations: Int
+
+    public func current(_ tag: MemoryTag) -> Int { currentByTag[tag] ?? 0 }
+    public func peak(_ tag: MemoryTag) -> Int { peakByTag[tag] ?? 0 }
+
+    public var description: String {
+        var lines = ["memory: current \(formatBytes(current)), peak \(formatBytes(peak)), live allocations \(liveAllocations)"]
+        for tag in MemoryTag.allCases {
+            lines.append("  \(tag.rawValue.padding(toLength: 15, withPad: " ", startingAt: 0)) current \(formatBytes(current(tag))), peak \(formatBytes(peak(tag)))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Human-readable byte count (binary units).
+public func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(bytes)
+    var u = 0
+    while abs(v) >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(bytes) B" : String(format: "%.2f %@", v, units[u])
+}
+
+#if canImport(Foundation)
+import Foundation
+#endif
+
+/// The allocator's accounting: every `TensorStorage` reports here when it is created,
+/// retagged and freed. Thread-safe (one mutex; allocations are coarse-grained).
+public enum Memory {
+    struct State {
+        var current = 0
+        var peak = 0
+        var currentByTag: [MemoryTag: Int] = [:]
+        var peakByTag: [MemoryTag: Int] = [:]
+        var live = 0
+        var total = 0
+    }
+    static let state = Mutex(State())
+
+    /// The tag new allocations on this task/thread are charged to (default `.other`).
+    @TaskLocal public static var currentTag: MemoryTag = .other
+
+    /// Runs `body` with allocations charged to `tag`.
+    public static func withTag<R>(_ tag: MemoryTag, _ body: () throws -> R) rethrows -> R {
+        try $currentTag.withValue(tag) { try body() }
+    }
+
+    /// The accounting now.
+    public static func stats() -> MemoryStats {
+        state.withLock { s in
+            MemoryStats(current: s.current, peak: s.peak, currentByTag: s.currentByTag, peakByTag: s.peakByTag,
+                        liveAllocations: s.live, totalAllocations: s.total)
+        }
+    }
+
+    /// Sets every peak (total and per tag) to the current value.
+    public static func resetPeak() {
+        state.withLock { s in
+            s.peak = s.current
+            s.peakByTag = s.currentByTag
+        }
+    }
+
+    static func allocated(_ bytes: Int, tag: MemoryTag) {
+        state.withLock { s in
+            s.current += bytes
+            if s.current > s.peak { s.peak = s.current }
+            let t = (s.currentByTag[tag] ?? 0) + bytes
+            s.currentByTag[tag] = t
+            if t > (s.peakByTag[tag] ?? 0) { s.peakByTag[tag] = t }
+            s.live += 1
+            s.total += 1
+        }
+    }
+
+    static func freed(_ bytes: Int, tag: MemoryTag) {
+        state.withLock { s in
+            s.current -= bytes
+            s.currentByTag[tag] = (s.currentByTag[tag] ?? 0) - bytes
+            s.live -= 1
+        }
+    }
+
+    static func retagged(_ bytes: Int, from: MemoryTag, to: MemoryTag) {
+        if from == to { return }
+        state.withLock { s in
+            s.currentByTag[from] = (s.currentByTag[from] ?? 0) - bytes
+            let t = (s.currentByTag[to] ?? 0) + bytes
+            s.currentByTag[to] = t
+            if t > (s.peakByTag[to] ?? 0) { s.peakByTag[to] = t }
+        }
+    }
+}
+
+/// A block of tensor memory: 64-byte aligned, accounted in `Memory` from birth to death.
+///
+/// `@unchecked Sendable` by design: the bytes are written only while the storage is
+/// being filled by the op that created it, or through a `Tensor` that holds the only
+/// reference (copy-on-write); shared storage is read-only. `tag` is guarded by a mutex.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+    private let tagBox: Mutex<MemoryTag>
+
+    /// Allocates `byteCount` uninitialised bytes charged to `tag`.
+    public init(byteCount: Int, tag: MemoryTag = Memory.currentTag) {
+        precondition(byteCount >= 0, "TensorStorage: negative byte count \(byteCount)")
+        self.byteCount = byteCount
+        self.pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        self.tagBox = Mutex(tag)
+        Memory.allocated(byteCount, tag: tag)
+    }
+
+    /// The tag this block is charged to.
+    public var tag: MemoryTag { tagBox.withLock { $0 } }
+
+    /// Moves this block's bytes to another tag (e.g. a fresh tensor becoming a parameter).
+    public func retag(_ newTag: MemoryTag) {
+        tagBox.withLock { t in
+            Memory.retagged(byteCount, from: t, to: newTag)
+            t = newTag
+        }
+    }
+
+    deinit {
+        Memory.freed(byteCount, tag: tagBox.withLock { $0 })
+        pointer.deallocate()
+    }
+}

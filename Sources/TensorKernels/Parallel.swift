@@ -1,0 +1,55 @@
+import Dispatch
+
+/// Wraps a value (usually an unsafe pointer) so it can cross into a `@Sendable` closure.
+///
+/// `@unchecked Sendable` by design: callers partition the pointed-to memory so that
+/// no two workers touch the same element.
+public struct UnsafeSendableBox<T>: @unchecked Sendable {
+    public let value: T
+    @inlinable public init(_ value: T) { self.value = value }
+}
+
+/// Kernel threading policy. Loom's own threads never spin: work runs on
+/// `DispatchQueue.concurrentPerform`, whose workers block when idle.
+public enum KernelThreading {
+    /// Upper bound on worker threads for Loom's own kernels (not OpenBLAS's).
+    nonisolated(unsafe) public static var maxThreads: Int = max(1, min(ProcessInfoCores.count, 2))
+    /// Minimum elements per chunk before splitting pays (per-call overhead is a few µs).
+    public static let minChunk = 1 << 16
+}
+
+/// Number of online cores, read once.
+public enum ProcessInfoCores {
+    public static let count: Int = {
+        #if canImport(Glibc)
+        return Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        #else
+        return 2
+        #endif
+    }()
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Splits `0..<count` into contiguous chunks and runs `body(range)` on each, in parallel
+/// when the range is large enough (`grain` elements per chunk at least).
+@inlinable
+public func parallelChunks(count: Int, grain: Int = KernelThreading.minChunk, _ body: (Range<Int>) -> Void) {
+    let threads = KernelThreading.maxThreads
+    if count <= 0 { return }
+    if threads <= 1 || count < 2 * grain {
+        body(0..<count)
+        return
+    }
+    let chunks = min(threads, count / grain)
+    withoutActuallyEscaping(body) { escapable in
+        let box = UnsafeSendableBox(escapable)
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks
+            let hi = count * (c + 1) / chunks
+            box.value(lo..<hi)
+        }
+    }
+}

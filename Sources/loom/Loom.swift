@@ -1,0 +1,30 @@
+import ArgumentParser
+import TensorCore
+import TensorKernels
+
+@main
+struct Loom: ParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "loom",
+        abstract: "Loom: a deep-learning systems framework in Swift.",
+        version: version,
+        subcommands: [Ops.self, Demo.self]
+    )
+}
+
+/// `loom ops`: the op catalogue with dtypes.
+struct Ops: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List Loom's ops with their dtypes and differentiability.")
+
+    func run() {
+        let nameWidth = max(12, OpRegistry.ops.map(\.name.count).max() ?? 0)
+        print("op".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  category  grad  dtypes")
+        for op in OpRegistry.ops {
+            let name = op.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+            let cat = op.category.padding(toLength: 8, withPad: " ", startingAt: 0)
+            print("\(name)  \(cat)  \(op.differentiable ? "yes " : "no  ")  \(op.dtypes.map(\.rawValue).joined(separator: ", "))")
+        }
+        print("\(OpRegistry.ops.count) ops, \(OpRegistry.differentiableOps.count) differentiable")
+    }
+}

@@ -1,0 +1,7 @@
+import TensorCore
+
+extension GradChecks {
+    static var reductions: [String: [GradCheckCase]] {
+        [:]
+    }
+}
