@@ -54,6 +54,7 @@ enum BackwardEngine {
                 let inputGrads = vjp(grad)
                 precondition(inputGrads.count == node.inputs.count,
                              "backward: '\(node.op)' returned \(inputGrads.count) gradients for \(node.inputs.count) inputs")
+                var readyLeaves: [GradNode] = []
                 for (input, g) in zip(node.inputs, inputGrads) {
                     guard let input else { continue }
                     let iid = ObjectIdentifier(input)
@@ -65,10 +66,13 @@ enum BackwardEngine {
                     }
                     let left = dependencies[iid]! - 1
                     dependencies[iid] = left
-                    if left == 0 {
-                        if pending[iid] != nil { ready.append(input) }
+                    if left == 0, pending[iid] != nil {
+                        if input.isLeaf { readyLeaves.append(input) } else { ready.append(input) }
                     }
                 }
+                // Leaves go on top of the stack: their gradients are final now, so their
+                // hooks fire before the engine descends further.
+                ready.append(contentsOf: readyLeaves.reversed())
             }
         }
     }

@@ -11,7 +11,7 @@ public final class GradNode: @unchecked Sendable, CustomStringConvertible {
     /// Name of the op that produced the tensor ("leaf" for leaves).
     public let op: String
     /// The input nodes, parallel to the gradients the VJP returns (nil: input needs no grad).
-    let inputs: [GradNode?]
+    private(set) var inputs: [GradNode?]
     /// Shape and dtype of the tensor this node produced (gradients must match).
     public let shape: [Int]
     public let dtype: DType
@@ -42,6 +42,22 @@ public final class GradNode: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "GradNode(\(op), \(shapeString(shape)), \(dtype))" }
+
+    /// Releases the chain of inputs iteratively: a 100,000-op graph would otherwise be
+    /// freed by 100,000 nested deinit calls and overflow the stack.
+    deinit {
+        // Drop the VJP first: its captures may hold the only other references to inputs.
+        state.withLock { $0.vjp = nil }
+        var stack = inputs.compactMap { $0 }
+        inputs = []
+        while var node = stack.popLast() {
+            if isKnownUniquelyReferenced(&node) {
+                node.state.withLock { $0.vjp = nil }
+                stack.append(contentsOf: node.inputs.compactMap { $0 })
+                node.inputs = []
+            }
+        }
+    }
 }
 
 /// Handle returned when registering a hook; pass it to `removeHook` to unregister.

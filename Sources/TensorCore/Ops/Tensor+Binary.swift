@@ -83,22 +83,25 @@ extension Tensor {
             return out.recording("sub", inputs: [a, b]) { g in [g.sumTo(ash), (-g).sumTo(bsh)] }
         case .mul:
             let (ad, bd) = (a.detached(), b.detached())
+            let (needA, needB) = (a.requiresGrad, b.requiresGrad)
             return out.recording("mul", inputs: [a, b]) { g in
-                [a.requiresGrad ? (g * bd).sumTo(ash) : nil, b.requiresGrad ? (g * ad).sumTo(bsh) : nil]
+                [needA ? (g * bd).sumTo(ash) : nil, needB ? (g * ad).sumTo(bsh) : nil]
             }
         case .div:
             let (ad, bd) = (a.detached(), b.detached())
+            let (needA, needB) = (a.requiresGrad, b.requiresGrad)
             return out.recording("div", inputs: [a, b]) { g in
-                [a.requiresGrad ? (g / bd).sumTo(ash) : nil,
-                 b.requiresGrad ? (-(g * ad) / (bd * bd)).sumTo(bsh) : nil]
+                [needA ? (g / bd).sumTo(ash) : nil,
+                 needB ? (-(g * ad) / (bd * bd)).sumTo(bsh) : nil]
             }
         case .pow:
             let (ad, bd, od) = (a.detached(), b.detached(), out.detached())
+            let (needA, needB) = (a.requiresGrad, b.requiresGrad)
             return out.recording("pow", inputs: [a, b]) { g in
                 // d/da a^b = b a^(b-1); d/db a^b = a^b log a (0 where a == 0 and the term is 0·log 0).
-                let da = a.requiresGrad ? (g * bd * Tensor.binaryRaw(.pow, ad, bd - 1)).sumTo(ash) : nil
+                let da = needA ? (g * bd * Tensor.binaryRaw(.pow, ad, bd - 1)).sumTo(ash) : nil
                 var db: Tensor? = nil
-                if b.requiresGrad {
+                if needB {
                     let logA = Tensor.where(ad.eq(0), ad.zerosLike(), ad.log())
                     db = (g * od * logA).sumTo(bsh)
                 }

@@ -34,6 +34,7 @@ extension Tensor {
         out = out.view(shape: outShape, strides: contiguousStrides(outShape), offset: 0)
         let (x, y) = (self.detached(), other.detached())
         let (xs, ys) = (shape, other.shape)
+        let (needA, needB) = (requiresGrad, other.requiresGrad)
         return out.recording("matmul", inputs: [self, other]) { g in
             // Promote 1-D operands back to matrices, then dA = g Bᵀ, dB = Aᵀ g, reduced over broadcast batch dims.
             let a2 = xs.count == 1 ? x.reshaped([1, xs[0]]) : x
@@ -42,8 +43,8 @@ extension Tensor {
             if ys.count == 1 { gShape.append(1) }
             if xs.count == 1 { gShape.insert(1, at: gShape.count - 1) }
             let g2 = g.reshaped(gShape)
-            let ga = self.requiresGrad ? g2.matmul(b2.transposed()).sumTo(a2.shape).reshaped(xs) : nil
-            let gb = other.requiresGrad ? a2.transposed().matmul(g2).sumTo(b2.shape).reshaped(ys) : nil
+            let ga = needA ? g2.matmul(b2.transposed()).sumTo(a2.shape).reshaped(xs) : nil
+            let gb = needB ? a2.transposed().matmul(g2).sumTo(b2.shape).reshaped(ys) : nil
             return [ga, gb]
         }
     }

@@ -194,7 +194,7 @@ extension Tensor {
         var z = Tensor.zeros(s, dtype: dtype)
         let zs = z.strides
         z.copyInto(shape: shape, strides: zs, offset: before * zs[dim], from: self.detached())
-        let src = self
-        return z.recording("pad", inputs: [src]) { g in [g.narrowed(dim: dim, start: before, length: src.shape[dim])] }
+        let length = shape[dim]
+        return z.recording("pad", inputs: [self]) { g in [g.narrowed(dim: dim, start: before, length: length)] }
     }
 }
