@@ -2,7 +2,11 @@
 #   make        installs what is missing, builds (release) and runs the main job
 #   make test   runs the whole test suite
 SWIFT ?= swift
-RELEASE_FLAGS ?= -c release
+# Release builds target the host's AVX2+FMA when it has them: without a target CPU Swift
+# emits SSE2 code (see MACHINE-NOTES: SIMD kernels run 2-3x slower). Flags go on the command
+# line, never into Package.swift (unsafeFlags would break packages depending on Loom).
+CPU_FLAGS := $(shell grep -q ' avx2 ' /proc/cpuinfo 2>/dev/null && grep -q ' fma ' /proc/cpuinfo 2>/dev/null && echo "-Xswiftc -target-cpu -Xswiftc haswell")
+RELEASE_FLAGS ?= -c release $(CPU_FLAGS)
 
 .PHONY: all run setup build test bench clean
 

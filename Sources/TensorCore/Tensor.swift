@@ -58,7 +58,7 @@ public struct Tensor: Sendable {
     /// Normalises a possibly negative dimension index, trapping with the op's name if out of range.
     @inlinable
     public func normalizedDim(_ dim: Int, op: String) -> Int {
-        let r = max(rank, 1)
+        let r = Swift.max(rank, 1)
         let d = dim < 0 ? dim + r : dim
         precondition(d >= 0 && d < r, "\(op): dimension \(dim) out of range for a tensor of rank \(rank) (shape \(shapeString(shape)))")
         return d

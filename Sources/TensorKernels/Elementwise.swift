@@ -25,9 +25,15 @@ public func mapStrided<T, U>(
         }
         return
     }
-    forEachStridedRow(shape: shape, strides: [srcStrides, contiguousStrides(shape)], offsets: [srcOffset, 0]) { offs, n, inner in
-        let s = src + offs[0], d = dst + offs[1], ss = inner[0], ds = inner[1]
-        for i in 0..<n { d[i * ds] = op(s[i * ss]) }
+    var rows = StridedRows(shape: shape, strides: [srcStrides, contiguousStrides(shape)], offsets: [srcOffset, 0])
+    let n = rows.rowLength, ss = rows.inner0, ds = rows.inner1
+    while rows.next() {
+        let s = src + rows.offset0, d = dst + rows.offset1
+        if ss == 1 && ds == 1 {
+            for i in 0..<n { d[i] = op(s[i]) }
+        } else {
+            for i in 0..<n { d[i * ds] = op(s[i * ss]) }
+        }
     }
 }
 
@@ -51,11 +57,13 @@ public func zipStrided<A, B, C>(
         }
         return
     }
-    forEachStridedRow(shape: shape, strides: [aStrides, bStrides, contiguousStrides(shape)],
-                      offsets: [aOffset, bOffset, 0]) { offs, n, inner in
-        let pa = a + offs[0], pb = b + offs[1], d = dst + offs[2]
-        let sa = inner[0], sb = inner[1], sd = inner[2]
-        if sd == 1 && sa == 1 && sb == 0 {
+    var rows = StridedRows(shape: shape, strides: [aStrides, bStrides, contiguousStrides(shape)], offsets: [aOffset, bOffset, 0])
+    let n = rows.rowLength, sa = rows.inner0, sb = rows.inner1, sd = rows.inner2
+    while rows.next() {
+        let pa = a + rows.offset0, pb = b + rows.offset1, d = dst + rows.offset2
+        if sd == 1 && sa == 1 && sb == 1 {
+            for i in 0..<n { d[i] = op(pa[i], pb[i]) }
+        } else if sd == 1 && sa == 1 && sb == 0 {
             let y = pb[0]
             for i in 0..<n { d[i] = op(pa[i], y) }
         } else if sd == 1 && sa == 0 && sb == 1 {
@@ -75,11 +83,16 @@ public func selectStrided<T>(
     _ b: UnsafePointer<T>, bStrides: [Int], bOffset: Int,
     shape: [Int], _ dst: UnsafeMutablePointer<T>
 ) {
-    forEachStridedRow(shape: shape, strides: [condStrides, aStrides, bStrides, contiguousStrides(shape)],
-                      offsets: [condOffset, aOffset, bOffset, 0]) { offs, n, inner in
-        let pc = cond + offs[0], pa = a + offs[1], pb = b + offs[2], d = dst + offs[3]
-        let sc = inner[0], sa = inner[1], sb = inner[2], sd = inner[3]
-        for i in 0..<n { d[i * sd] = pc[i * sc] ? pa[i * sa] : pb[i * sb] }
+    var rows = StridedRows(shape: shape, strides: [condStrides, aStrides, bStrides, contiguousStrides(shape)],
+                           offsets: [condOffset, aOffset, bOffset, 0])
+    let n = rows.rowLength, sc = rows.inner0, sa = rows.inner1, sb = rows.inner2, sd = rows.inner3
+    while rows.next() {
+        let pc = cond + rows.offset0, pa = a + rows.offset1, pb = b + rows.offset2, d = dst + rows.offset3
+        if sc == 1 && sa == 1 && sb == 1 && sd == 1 {
+            for i in 0..<n { d[i] = pc[i] ? pa[i] : pb[i] }
+        } else {
+            for i in 0..<n { d[i * sd] = pc[i * sc] ? pa[i * sa] : pb[i * sb] }
+        }
     }
 }
 
@@ -89,8 +102,10 @@ public func copyStrided<T>(
     _ src: UnsafePointer<T>, srcStrides: [Int], srcOffset: Int,
     _ dst: UnsafeMutablePointer<T>, dstStrides: [Int], dstOffset: Int, shape: [Int]
 ) {
-    forEachStridedRow(shape: shape, strides: [srcStrides, dstStrides], offsets: [srcOffset, dstOffset]) { offs, n, inner in
-        let s = src + offs[0], d = dst + offs[1], ss = inner[0], ds = inner[1]
+    var rows = StridedRows(shape: shape, strides: [srcStrides, dstStrides], offsets: [srcOffset, dstOffset])
+    let n = rows.rowLength, ss = rows.inner0, ds = rows.inner1
+    while rows.next() {
+        let s = src + rows.offset0, d = dst + rows.offset1
         if ss == 1 && ds == 1 {
             d.update(from: s, count: n)
         } else {
@@ -105,10 +120,15 @@ public func accumulateStrided<T>(
     _ dst: UnsafeMutablePointer<T>, dstStrides: [Int], dstOffset: Int,
     _ src: UnsafePointer<T>, srcStrides: [Int], srcOffset: Int, shape: [Int], _ op: (T, T) -> T
 ) {
-    forEachStridedRow(shape: shape, strides: [dstStrides, srcStrides], offsets: [dstOffset, srcOffset]) { offs, n, inner in
-        let d = dst + offs[0], s = src + offs[1], ds = inner[0], ss = inner[1]
+    var rows = StridedRows(shape: shape, strides: [dstStrides, srcStrides], offsets: [dstOffset, srcOffset])
+    let n = rows.rowLength, ds = rows.inner0, ss = rows.inner1
+    while rows.next() {
+        let d = dst + rows.offset0, s = src + rows.offset1
         if ds == 1 && ss == 1 {
             for i in 0..<n { d[i] = op(d[i], s[i]) }
+        } else if ss == 0 {
+            let v = s[0]
+            for i in 0..<n { d[i * ds] = op(d[i * ds], v) }
         } else {
             for i in 0..<n { d[i * ds] = op(d[i * ds], s[i * ss]) }
         }

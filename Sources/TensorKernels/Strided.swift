@@ -114,3 +114,76 @@ public func elementCount(_ shape: [Int]) -> Int {
     for s in shape { n *= s }
     return n
 }
+
+/// A cursor over the innermost rows of up to four strided operands, for hot loops.
+///
+/// Same traversal as `forEachStridedRow`, but driven by the caller's `while` loop so the
+/// per-element operation is inlined into the kernel (a closure captured inside a row
+/// closure is not reliably inlined by the optimizer; measured 5 ns/element vs < 0.3).
+///
+///     var rows = StridedRows(shape: s, strides: [sa, sb], offsets: [oa, ob])
+///     while rows.next() { let a = rows.offset0, b = rows.offset1 ... rows.rowLength ... }
+public struct StridedRows {
+    public let rowLength: Int
+    public let inner0: Int, inner1: Int, inner2: Int, inner3: Int
+    public var offset0: Int, offset1: Int, offset2: Int, offset3: Int
+    @usableFromInline let outerShape: [Int]
+    @usableFromInline let outerStrides: [[Int]]  // [dim][operand]
+    @usableFromInline var index: [Int]
+    @usableFromInline var remaining: Int
+    @usableFromInline var started = false
+
+    @inlinable
+    public init(shape: [Int], strides: [[Int]], offsets: [Int]) {
+        precondition(strides.count == offsets.count && (1...4).contains(offsets.count), "StridedRows: 1 to 4 operands, got \(offsets.count)")
+        for s in strides { precondition(s.count == shape.count, "StridedRows: strides \(s) do not match shape \(shape)") }
+        var (cs, cstr) = coalesceDimensions(shape: shape, strides: strides)
+        let nOps = offsets.count
+        if cs.isEmpty { cs = [1]; cstr = Array(repeating: [0], count: nOps) }
+        let empty = cs.first == 0
+        let rank = cs.count
+        rowLength = empty ? 0 : cs[rank - 1]
+        func inner(_ o: Int) -> Int { o < nOps && !empty ? cstr[o][rank - 1] : 0 }
+        inner0 = inner(0); inner1 = inner(1); inner2 = inner(2); inner3 = inner(3)
+        offset0 = offsets[0]
+        offset1 = nOps > 1 ? offsets[1] : 0
+        offset2 = nOps > 2 ? offsets[2] : 0
+        offset3 = nOps > 3 ? offsets[3] : 0
+        if empty {
+            outerShape = []; outerStrides = []; index = []; remaining = 0
+            return
+        }
+        outerShape = Array(cs[0..<(rank - 1)])
+        var os: [[Int]] = []
+        for d in 0..<(rank - 1) {
+            var per = [0, 0, 0, 0]
+            for o in 0..<nOps { per[o] = cstr[o][d] }
+            os.append(per)
+        }
+        outerStrides = os
+        index = [Int](repeating: 0, count: rank - 1)
+        var n = 1
+        for s in outerShape { n *= s }
+        remaining = n
+    }
+
+    /// Moves to the next row; false when all rows were visited.
+    @inlinable
+    public mutating func next() -> Bool {
+        if remaining == 0 { return false }
+        remaining -= 1
+        if !started { started = true; return true }
+        var d = outerShape.count - 1
+        while d >= 0 {
+            index[d] += 1
+            let s = outerStrides[d]
+            offset0 += s[0]; offset1 += s[1]; offset2 += s[2]; offset3 += s[3]
+            if index[d] < outerShape[d] { break }
+            let n = outerShape[d]
+            offset0 -= s[0] * n; offset1 -= s[1] * n; offset2 -= s[2] * n; offset3 -= s[3] * n
+            index[d] = 0
+            d -= 1
+        }
+        return true
+    }
+}

@@ -53,15 +53,21 @@ extension Tensor {
         guard step != 0, step.isFinite, start.isFinite, end.isFinite else {
             throw .argument("arange", "start \(start), end \(end), step \(step): expected finite values and a non-zero step")
         }
-        let n = max(0, Int(((end - start) / step).rounded(.up)))
+        let n = Swift.max(0, Int(((end - start) / step).rounded(.up)))
         return fromDoubles((0..<n).map { start + Double($0) * step }, shape: [n], dtype: dtype)
+    }
+
+    /// Values `0, 1, ...` below `end`, like `torch.arange(end)` (the default `start` above
+    /// cannot be used positionally, so this overload provides the one-argument form).
+    public static func arange(_ end: Double, dtype: DType = .float32) throws(TensorError) -> Tensor {
+        try arange(0, end, step: 1, dtype: dtype)
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive, like `torch.linspace`.
     public static func linspace(_ start: Double, _ end: Double, steps: Int, dtype: DType = .float32) throws(TensorError) -> Tensor {
         guard steps >= 0 else { throw .argument("linspace", "steps \(steps): expected a non-negative count") }
         if steps == 1 { return fromDoubles([start], shape: [1], dtype: dtype) }
-        let step = (end - start) / Double(max(steps - 1, 1))
+        let step = (end - start) / Double(Swift.max(steps - 1, 1))
         // Symmetric evaluation (as PyTorch does) so both ends are exact.
         let values = (0..<steps).map { i -> Double in
             i < steps / 2 ? start + Double(i) * step : end - Double(steps - 1 - i) * step
@@ -74,7 +80,7 @@ extension Tensor {
         let cols = m ?? n
         precondition(n >= 0 && cols >= 0, "eye: sizes \(n) x \(cols) must be non-negative")
         var values = [Double](repeating: 0, count: n * cols)
-        for i in 0..<min(n, cols) { values[i * cols + i] = 1 }
+        for i in 0..<Swift.min(n, cols) { values[i * cols + i] = 1 }
         return fromDoubles(values, shape: [n, cols], dtype: dtype)
     }
 

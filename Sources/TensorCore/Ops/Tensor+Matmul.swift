@@ -77,7 +77,7 @@ extension Tensor {
             for bi in 0..<batches {
                 var ao = A.offset, bo = B.offset
                 for d in 0..<batchShape.count { ao += idx[d] * aBatchStrides[d]; bo += idx[d] * bBatchStrides[d] }
-                T.gemm(m: m, n: n, k: k, alpha: 1, a: pa + ao, aOp: aOp, b: pb + bo, bOp: bOp, beta: 0, c: pc + bi * m * n, ldc: max(n, 1))
+                T.gemm(m: m, n: n, k: k, alpha: 1, a: pa + ao, aOp: aOp, b: pb + bo, bOp: bOp, beta: 0, c: pc + bi * m * n, ldc: Swift.max(n, 1))
                 var d = batchShape.count - 1
                 while d >= 0 { idx[d] += 1; if idx[d] < batchShape[d] { break }; idx[d] = 0; d -= 1 }
             }

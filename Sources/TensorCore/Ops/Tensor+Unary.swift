@@ -9,6 +9,20 @@ public enum UnaryOp: String, Sendable, CaseIterable {
 func unaryFloatKernel<T: KernelFloat>(_ op: UnaryOp, _ x: Tensor, _ dst: UnsafeMutablePointer<T>) {
     x.withStoragePointer(T.self) { p in
         let s = x.shape, st = x.strides, o = x.offset
+        // Float32 contiguous fast paths: SIMD polynomials instead of scalar libm calls.
+        if T.self == Float.self && x.isContiguous && (op == .exp || op == .tanh || op == .sigmoid) {
+            let src = UnsafeRawPointer(p + o).assumingMemoryBound(to: Float.self)
+            let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self)
+            let boxS = UnsafeSendableBox(src), boxD = UnsafeSendableBox(d)
+            parallelChunks(count: x.count, grain: KernelThreading.minChunk) { r in
+                switch op {
+                case .exp: vectorExp(boxS.value + r.lowerBound, boxD.value + r.lowerBound, count: r.count)
+                case .tanh: vectorTanh(boxS.value + r.lowerBound, boxD.value + r.lowerBound, count: r.count)
+                default: vectorSigmoid(boxS.value + r.lowerBound, boxD.value + r.lowerBound, count: r.count)
+                }
+            }
+            return
+        }
         switch op {
         case .neg: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { -$0 }
         case .abs: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { Swift.abs($0) }
