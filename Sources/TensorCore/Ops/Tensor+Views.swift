@@ -187,6 +187,14 @@ extension Tensor {
         }
     }
 
+    /// Zero-pads `before` and `after` elements along `dim` into a new dense tensor.
+    /// Differentiable (the gradient is the matching slice).
+    public func padded(dim: Int, before: Int, after: Int) -> Tensor {
+        let d = normalizedDim(dim, op: "pad")
+        precondition(before >= 0 && after >= 0, "pad: before \(before) and after \(after) must be non-negative (shape \(shapeString(shape)))")
+        return padded(dim: d, before: before, after: after, dtype: dtype)
+    }
+
     /// Zero-pads along `dim` (used by narrow's gradient and by cat/split).
     func padded(dim: Int, before: Int, after: Int, dtype: DType) -> Tensor {
         var s = shape
