@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "TensorKernels", targets: ["TensorKernels"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -18,10 +19,14 @@ let package = Package(
             path: "Sources/CBLAS",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // L0: zlib, for the gzip-compressed IDX files (Debian: zlib1g-dev).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // L0: pure loops over buffers and strides.
         .target(name: "TensorKernels", dependencies: ["CBLAS"]),
         // L1: Tensor, dtypes, RNG, allocator accounting, ops and autograd.
         .target(name: "TensorCore", dependencies: ["TensorKernels"]),
+        // L2: datasets, loaders, augmentation.
+        .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
         .executableTarget(
             name: "loom",
             dependencies: [
@@ -31,6 +36,7 @@ let package = Package(
         ),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]
 )
