@@ -1,0 +1,219 @@
+/// 2-D max and average pooling over dense planes (the trailing H x W of NCHW).
+///
+/// A window of output `(oh, ow)` covers input rows `oh·sh − ph ..< oh·sh − ph + kh`
+/// and columns likewise, clipped to the input: max pooling treats padding as −inf,
+/// average pooling as zeros (counted in the divisor when `countIncludePad`, as
+/// PyTorch's default). Planes are independent and split over threads when large.
+
+/// Sizes, stride and padding of a 2-D pooling window over one plane.
+public struct Pool2dGeometry: Sendable, Equatable {
+    public var height: Int
+    public var width: Int
+    public var kernelH: Int
+    public var kernelW: Int
+    public var strideH: Int
+    public var strideW: Int
+    public var padH: Int
+    public var padW: Int
+    /// Output height (see `outputSize`).
+    public var outH: Int
+    /// Output width (see `outputSize`).
+    public var outW: Int
+
+    /// Builds the geometry and its output size. Traps on a non-positive kernel or stride,
+    /// padding outside `0...kernel/2`, or an empty output (ops validate first).
+    @inlinable
+    public init(height: Int, width: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0), ceilMode: Bool = false) {
+        precondition(height >= 0 && width >= 0, "Pool2dGeometry: negative size \(height)x\(width)")
+        precondition(kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1,
+                     "Pool2dGeometry: kernel \(kernel) and stride \(stride) must be positive")
+        precondition(padding.0 >= 0 && padding.1 >= 0 && padding.0 <= kernel.0 / 2 && padding.1 <= kernel.1 / 2,
+                     "Pool2dGeometry: padding \(padding) must be between 0 and half the kernel \(kernel)")
+        self.height = height
+        self.width = width
+        (kernelH, kernelW) = kernel
+        (strideH, strideW) = stride
+        (padH, padW) = padding
+        outH = Pool2dGeometry.outputSize(input: height, kernel: kernel.0, stride: stride.0, padding: padding.0, ceilMode: ceilMode)
+        outW = Pool2dGeometry.outputSize(input: width, kernel: kernel.1, stride: stride.1, padding: padding.1, ceilMode: ceilMode)
+        precondition(outH >= 1 && outW >= 1, "Pool2dGeometry: kernel \(kernel) is larger than the padded input \(height + 2 * padding.0)x\(width + 2 * padding.1)")
+    }
+
+    /// Output extent along one axis as PyTorch computes it:
+    /// `floor_or_ceil((input + 2·padding − kernel) / stride) + 1`, where in ceil mode a
+    /// last window that would start in the right padding is dropped. 0 or less when
+    /// the kernel does not fit.
+    @inlinable
+    public static func outputSize(input: Int, kernel: Int, stride: Int, padding: Int, ceilMode: Bool) -> Int {
+        let span = input + 2 * padding - kernel
+        if span < 0 { return 0 }
+        var out = (span + (ceilMode ? stride - 1 : 0)) / stride + 1
+        if ceilMode && (out - 1) * stride >= input + padding { out -= 1 }
+        return out
+    }
+
+    /// Elements per input plane.
+    @inlinable public var inputPlane: Int { height * width }
+    /// Elements per output plane.
+    @inlinable public var outputPlane: Int { outH * outW }
+}
+
+/// Planes per thread chunk so a chunk does about `KernelThreading.minChunk` window reads.
+@inlinable
+func poolGrain(_ g: Pool2dGeometry) -> Int {
+    max(1, KernelThreading.minChunk / max(1, g.outputPlane * g.kernelH * g.kernelW))
+}
+
+/// Output columns `lo..<hi` whose window column `kj` falls inside the input, and that
+/// column's input offset `ow·strideW + offset` (offset = kj − padW).
+@inlinable
+func poolColumns(_ g: Pool2dGeometry, kj: Int) -> (lo: Int, hi: Int, offset: Int) {
+    let off = kj - g.padW
+    let (lo, hi) = validOutputRange(offset: off, stride: g.strideW, size: g.width, count: g.outW)
+    return (lo, hi, off)
+}
+
+/// Rows of input that output row `oh` reads, clipped to the input, and its unclipped start.
+@inlinable
+func poolRows(_ g: Pool2dGeometry, oh: Int) -> (start: Int, end: Int, h0: Int) {
+    let h0 = oh * g.strideH - g.padH
+    return (max(h0, 0), min(h0 + g.kernelH, g.height), h0)
+}
+
+/// Max pooling: for each of `planes` dense input planes `[height, width]`, writes the
+/// window maxima to `output` (dense `[planes, outH, outW]`) and the position of each
+/// maximum within its input plane (`ih·width + iw`, as PyTorch) to `indices`.
+///
+/// NaN wins (propagates); among equal values the first in row-major order wins.
+/// O(planes·outH·outW·kh·kw). Works a whole output row per window offset, so the
+/// compare-and-select chains of neighbouring outputs overlap.
+@inlinable
+public func maxPool2dForward<T: BinaryFloatingPoint>(
+    _ input: UnsafePointer<T>, planes: Int, geometry g: Pool2dGeometry,
+    _ output: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>
+) {
+    parallelChunks(count: planes, grain: poolGrain(g)) { range in
+        let W = g.width, OW = g.outW, sw = g.strideW
+        for p in range {
+            let src = input + p * g.inputPlane
+            for oh in 0..<g.outH {
+                let dst = output + p * g.outputPlane + oh * OW
+                let idx = indices + p * g.outputPlane + oh * OW
+                let (hs, he, _) = poolRows(g, oh: oh)
+                // Start from -inf at the window's first real element (padding never wins).
+                for ow in 0..<OW {
+                    dst[ow] = -T.infinity
+                    idx[ow] = Int64(hs * W + max(ow * sw - g.padW, 0))
+                }
+                for ih in hs..<he {
+                    let row = src + ih * W
+                    for kj in 0..<g.kernelW {
+                        let (lo, hi, off) = poolColumns(g, kj: kj)
+                        let base = Int64(ih * W + off)
+                        for ow in lo..<hi {
+                            let v = row[ow * sw + off]
+                            let b = dst[ow]
+                            let take = v > b || v.isNaN
+                            dst[ow] = take ? v : b
+                            idx[ow] = take ? base + Int64(ow * sw) : idx[ow]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gradient of max pooling: zeroes `gradInput` (dense `[planes, height, width]`) and
+/// adds each output gradient to the input position its `indices` entry names.
+@inlinable
+public func maxPool2dBackward<T: BinaryFloatingPoint>(
+    _ gradOutput: UnsafePointer<T>, indices: UnsafePointer<Int64>, planes: Int, geometry g: Pool2dGeometry,
+    _ gradInput: UnsafeMutablePointer<T>
+) {
+    parallelChunks(count: planes, grain: poolGrain(g)) { range in
+        for p in range {
+            let dst = gradInput + p * g.inputPlane
+            dst.update(repeating: 0, count: g.inputPlane)
+            let src = gradOutput + p * g.outputPlane
+            let idx = indices + p * g.outputPlane
+            for i in 0..<g.outputPlane { dst[Int(idx[i])] += src[i] }
+        }
+    }
+}
+
+/// The divisor of the average over the window starting at (h0, w0) (unclipped).
+@inlinable
+func avgPoolDivisor(_ g: Pool2dGeometry, _ h0: Int, _ w0: Int, countIncludePad: Bool) -> Int {
+    if countIncludePad {
+        // The window clipped to the padded input (PyTorch's pool_size).
+        let hp = min(h0 + g.kernelH, g.height + g.padH) - h0
+        let wp = min(w0 + g.kernelW, g.width + g.padW) - w0
+        return hp * wp
+    }
+    let hs = max(h0, 0), he = min(h0 + g.kernelH, g.height)
+    let ws = max(w0, 0), we = min(w0 + g.kernelW, g.width)
+    return (he - hs) * (we - ws)
+}
+
+/// Average pooling: for each of `planes` dense input planes, writes window means to
+/// `output` (dense `[planes, outH, outW]`). Padding counts as zeros; the divisor is the
+/// window size clipped to the padded input when `countIncludePad` (PyTorch's default),
+/// else the number of real input elements in the window. Each window sums in row-major order.
+@inlinable
+public func avgPool2dForward<T: BinaryFloatingPoint>(
+    _ input: UnsafePointer<T>, planes: Int, geometry g: Pool2dGeometry, countIncludePad: Bool,
+    _ output: UnsafeMutablePointer<T>
+) {
+    parallelChunks(count: planes, grain: poolGrain(g)) { range in
+        let W = g.width, OW = g.outW, sw = g.strideW
+        for p in range {
+            let src = input + p * g.inputPlane
+            for oh in 0..<g.outH {
+                let dst = output + p * g.outputPlane + oh * OW
+                let (hs, he, h0) = poolRows(g, oh: oh)
+                dst.update(repeating: 0, count: OW)
+                for ih in hs..<he {
+                    let row = src + ih * W
+                    for kj in 0..<g.kernelW {
+                        let (lo, hi, off) = poolColumns(g, kj: kj)
+                        for ow in lo..<hi { dst[ow] += row[ow * sw + off] }
+                    }
+                }
+                for ow in 0..<OW {
+                    dst[ow] /= T(avgPoolDivisor(g, h0, ow * sw - g.padW, countIncludePad: countIncludePad))
+                }
+            }
+        }
+    }
+}
+
+/// Gradient of average pooling: zeroes `gradInput` (dense `[planes, height, width]`)
+/// and spreads each output gradient, divided by its window's divisor, over the
+/// window's real input elements.
+@inlinable
+public func avgPool2dBackward<T: BinaryFloatingPoint>(
+    _ gradOutput: UnsafePointer<T>, planes: Int, geometry g: Pool2dGeometry, countIncludePad: Bool,
+    _ gradInput: UnsafeMutablePointer<T>
+) {
+    parallelChunks(count: planes, grain: poolGrain(g)) { range in
+        let W = g.width, OW = g.outW, sw = g.strideW
+        for p in range {
+            let dst = gradInput + p * g.inputPlane
+            dst.update(repeating: 0, count: g.inputPlane)
+            for oh in 0..<g.outH {
+                let src = gradOutput + p * g.outputPlane + oh * OW
+                let (hs, he, h0) = poolRows(g, oh: oh)
+                for ow in 0..<OW {
+                    let w0 = ow * sw - g.padW
+                    let ws = max(w0, 0), we = min(w0 + g.kernelW, W)
+                    let v = src[ow] / T(avgPoolDivisor(g, h0, w0, countIncludePad: countIncludePad))
+                    for ih in hs..<he {
+                        let row = dst + ih * W
+                        for iw in ws..<we { row[iw] += v }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+import XCTest
+import TensorKernels
+
+/// Deterministic pseudo-random numbers for kernel tests (SplitMix64).
+struct ConvPoolRNG {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 52) - 1 }
+    mutating func array(_ n: Int) -> [Double] { (0..<n).map { _ in uniform() } }
+}
+
+/// One convolution configuration and its direct (seven nested loops) reference.
+struct ConvCase: CustomStringConvertible {
+    var n: Int, c: Int, h: Int, w: Int, o: Int
+    var kernel: (Int, Int)
+    var stride: (Int, Int) = (1, 1)
+    var padding: (Int, Int) = (0, 0)
+    var dilation: (Int, Int) = (1, 1)
+    var groups: Int = 1
+
+    var description: String {
+        "N\(n) C\(c) \(h)x\(w) O\(o) k\(kernel) s\(stride) p\(padding) d\(dilation) g\(groups)"
+    }
+    var geometry: Conv2dGeometry {
+        Conv2dGeometry(channels: c, height: h, width: w, kernel: kernel, stride: stride, padding: padding, dilation: dilation)
+    }
+    var cg: Int { c / groups }
+    var og: Int { o / groups }
+    var outH: Int { (h + 2 * padding.0 - dilation.0 * (kernel.0 - 1) - 1) / stride.0 + 1 }
+    var outW: Int { (w + 2 * padding.1 - dilation.1 * (kernel.1 - 1) - 1) / stride.1 + 1 }
+    var inputCount: Int { n * c * h * w }
+    var weightCount: Int { o * cg * kernel.0 * kernel.1 }
+    var outputCount: Int { n * o * outH * outW }
+
+    /// Visits every (input index, weight index, output index) triple that the
+    /// convolution multiplies, straight from the definition.
+    func forEachTerm(_ body: (Int, Int, Int) -> Void) {
+        for b in 0..<n {
+            for oc in 0..<o {
+                let g = oc / og
+                for i in 0..<outH {
+                    for j in 0..<outW {
+                        let yi = ((b * o + oc) * outH + i) * outW + j
+                        for cc in 0..<cg {
+                            for p in 0..<kernel.0 {
+                                let ih = i * stride.0 - padding.0 + p * dilation.0
+                                if ih < 0 || ih >= h { continue }
+                                for q in 0..<kernel.1 {
+                                    let iw = j * stride.1 - padding.1 + q * dilation.1
+                                    if iw < 0 || iw >= w { continue }
+                                    let xi = ((b * c + g * cg + cc) * h + ih) * w + iw
+                                    let wi = ((oc * cg + cc) * kernel.0 + p) * kernel.1 + q
+                                    body(xi, wi, yi)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func naiveForward(_ x: [Double], _ wt: [Double], _ bias: [Double]?) -> [Double] {
+        var y = [Double](repeating: 0, count: outputCount)
+        if let bias {
+            for yi in 0..<outputCount { y[yi] = bias[(yi / (outH * outW)) % o] }
+        }
+        forEachTerm { xi, wi, yi in y[yi] += x[xi] * wt[wi] }
+        return y
+    }
+
+    func naiveGradInput(_ gy: [Double], _ wt: [Double]) -> [Double] {
+        var gx = [Double](repeating: 0, count: inputCount)
+        forEachTerm { xi, wi, yi in gx[xi] += gy[yi] * wt[wi] }
+        return gx
+    }
+
+    func naiveGradWeight(_ x: [Double], _ gy: [Double]) -> [Double] {
+        var gw = [Double](repeating: 0, count: weightCount)
+        forEachTerm { xi, wi, yi in gw[wi] += gy[yi] * x[xi] }
+        return gw
+    }
+}
+
+func assertClose(_ a: [Double], _ b: [Double], tol: Double, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "\(message): count", file: file, line: line)
+    for i in 0..<min(a.count, b.count) where !(abs(a[i] - b[i]) <= tol * max(1, abs(b[i]))) {
+        XCTFail("\(message): element \(i): \(a[i]) vs expected \(b[i])", file: file, line: line)
+        return
+    }
+}
+
+final class ConvTests: XCTestCase {
+    static let cases: [ConvCase] = [
+        ConvCase(n: 2, c: 3, h: 7, w: 6, o: 4, kernel: (3, 3)),
+        ConvCase(n: 2, c: 3, h: 9, w: 8, o: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
+        ConvCase(n: 1, c: 2, h: 9, w: 10, o: 3, kernel: (3, 3), padding: (2, 1), dilation: (2, 2)),
+        ConvCase(n: 2, c: 4, h: 6, w: 7, o: 6, kernel: (3, 2), stride: (1, 2), padding: (1, 0), groups: 2),
+        ConvCase(n: 2, c: 3, h: 5, w: 5, o: 3, kernel: (3, 3), padding: (1, 1), groups: 3),          // depthwise
+        ConvCase(n: 1, c: 3, h: 5, w: 6, o: 6, kernel: (3, 3), stride: (2, 1), padding: (1, 1), groups: 3), // depthwise x2
+        ConvCase(n: 2, c: 5, h: 4, w: 3, o: 3, kernel: (1, 1)),                                       // pointwise path
+        ConvCase(n: 2, c: 4, h: 5, w: 5, o: 2, kernel: (1, 1), groups: 2),                            // grouped pointwise
+        ConvCase(n: 1, c: 3, h: 7, w: 7, o: 2, kernel: (1, 1), stride: (2, 2)),                       // 1x1 strided: im2col
+        ConvCase(n: 1, c: 2, h: 5, w: 5, o: 2, kernel: (1, 1), padding: (1, 1)),                      // 1x1 padded
+        ConvCase(n: 0, c: 3, h: 5, w: 5, o: 2, kernel: (3, 3), padding: (1, 1)),                      // empty batch
+        ConvCase(n: 0, c: 2, h: 3, w: 3, o: 2, kernel: (1, 1)),
+        ConvCase(n: 1, c: 1, h: 1, w: 1, o: 1, kernel: (1, 1)),
+        ConvCase(n: 1, c: 1, h: 5, w: 5, o: 2, kernel: (5, 5)),                                       // 1x1 output
+        ConvCase(n: 1, c: 1, h: 2, w: 2, o: 1, kernel: (3, 3), padding: (1, 1)),                      // kernel > input
+        ConvCase(n: 3, c: 2, h: 11, w: 9, o: 3, kernel: (2, 4), stride: (3, 1), padding: (0, 2), dilation: (1, 3)),
+        ConvCase(n: 1, c: 2, h: 8, w: 8, o: 2, kernel: (3, 3), stride: (4, 4), padding: (1, 1)),      // stride > kernel
+        ConvCase(n: 1, c: 16, h: 32, w: 32, o: 8, kernel: (3, 3), padding: (1, 1)),                  // parallel im2col
+    ]
+
+    func testIm2colMatchesDefinition() {
+        var rng = ConvPoolRNG(seed: 11)
+        for cs in Self.cases where cs.n > 0 {
+            let g = cs.geometry
+            let image = rng.array(cs.c * cs.h * cs.w)
+            var col = [Double](repeating: .nan, count: g.colRows * g.colCols)
+            image.withUnsafeBufferPointer { ip in col.withUnsafeMutableBufferPointer { cp in
+                im2col(ip.baseAddress!, geometry: g, cp.baseAddress!)
+            } }
+            var expected = [Double](repeating: 0, count: col.count)
+            for c in 0..<cs.c {
+                for p in 0..<cs.kernel.0 {
+                    for q in 0..<cs.kernel.1 {
+                        for i in 0..<cs.outH {
+                            for j in 0..<cs.outW {
+                                let ih = i * cs.stride.0 - cs.padding.0 + p * cs.dilation.0
+                                let iw = j * cs.stride.1 - cs.padding.1 + q * cs.dilation.1
+                                let row = (c * cs.kernel.0 + p) * cs.kernel.1 + q
+                                if ih >= 0 && ih < cs.h && iw >= 0 && iw < cs.w {
+                                    expected[row * g.colCols + i * cs.outW + j] = image[(c * cs.h + ih) * cs.w + iw]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(g.outH, cs.outH, "\(cs)")
+            XCTAssertEqual(g.outW, cs.outW, "\(cs)")
+            XCTAssertEqual(col, expected, "im2col \(cs)")
+        }
+    }
+
+    func testCol2imIsTheAdjointOfIm2col() {
+        var rng = ConvPoolRNG(seed: 12)
+        for cs in Self.cases where cs.n > 0 {
+            let g = cs.geometry
+            let col = rng.array(g.colRows * g.colCols)
+            let start = rng.array(cs.c * cs.h * cs.w)
+            var image = start
+            col.withUnsafeBufferPointer { cp in image.withUnsafeMutableBufferPointer { ip in
+                col2im(cp.baseAddress!, geometry: g, ip.baseAddress!)
+            } }
+            // Naive: add every column entry to the pixel it came from (col2im accumulates).
+            var expected = start
+            for c in 0..<cs.c {
+                for p in 0..<cs.kernel.0 {
+                    for q in 0..<cs.kernel.1 {
+                        for i in 0..<cs.outH {
+                            for j in 0..<cs.outW {
+                                let ih = i * cs.stride.0 - cs.padding.0 + p * cs.dilation.0
+                                let iw = j * cs.stride.1 - cs.padding.1 + q * cs.dilation.1
+                                let row = (c * cs.kernel.0 + p) * cs.kernel.1 + q
+                                if ih >= 0 && ih < cs.h && iw >= 0 && iw < cs.w {
+                                    expected[(c * cs.h + ih) * cs.w + iw] += col[row * g.colCols + i * cs.outW + j]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assertClose(image, expected, tol: 1e-12, "col2im \(cs)")
+        }
+    }
+
+    /// Runs the three kernels for one case in `T` and returns (y, gradInput, gradWeight) as Double.
+    func runKernels<T: GemmScalar>(_ cs: ConvCase, _: T.Type, x: [Double], w: [Double], bias: [Double]?, gy: [Double])
+        -> ([Double], [Double], [Double]) {
+        let g = cs.geometry
+        // One spare element each so empty buffers still have a base address.
+        let xt = x.map { T($0) } + [0], wt = w.map { T($0) } + [0], bt = bias.map { $0.map { T($0) } + [0] }, gyt = gy.map { T($0) } + [0]
+        var y = [T](repeating: .nan, count: cs.outputCount + 1)
+        var gx = [T](repeating: .nan, count: cs.inputCount + 1)
+        var gw = [T](repeating: .nan, count: cs.weightCount + 1)
+        var ws = [T](repeating: .nan, count: max(conv2dWorkspaceCount(geometry: g, groups: cs.groups), 1))
+        xt.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in gyt.withUnsafeBufferPointer { gp in
+            ws.withUnsafeMutableBufferPointer { wsp in
+                let work = conv2dWorkspaceCount(geometry: g, groups: cs.groups) == 0 ? nil : wsp.baseAddress
+                y.withUnsafeMutableBufferPointer { yp in
+                    if let bt {
+                        bt.withUnsafeBufferPointer { bp in
+                            conv2dForward(input: xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!, output: yp.baseAddress!,
+                                          batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                        }
+                    } else {
+                        conv2dForward(input: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!,
+                                      batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                    }
+                }
+                gx.withUnsafeMutableBufferPointer { gxp in
+                    conv2dBackwardData(gradOutput: gp.baseAddress!, weight: wp.baseAddress!, gradInput: gxp.baseAddress!,
+                                       batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                }
+                gw.withUnsafeMutableBufferPointer { gwp in
+                    conv2dBackwardWeight(input: xp.baseAddress!, gradOutput: gp.baseAddress!, gradWeight: gwp.baseAddress!,
+                                         batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                }
+            }
+        } } }
+        XCTAssertTrue(y.last!.isNaN && gx.last!.isNaN && gw.last!.isNaN, "kernels wrote past the end: \(cs)")
+        return (y.dropLast().map { Double($0) }, gx.dropLast().map { Double($0) }, gw.dropLast().map { Double($0) })
+    }
+
+    func testConvKernelsMatchDirectLoops() {
+        var rng = ConvPoolRNG(seed: 13)
+        for cs in Self.cases {
+            let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount)
+            let bias = rng.array(cs.o)
+            for b in [nil, bias] {
+                let (y, gx, gw) = runKernels(cs, Double.self, x: x, w: w, bias: b, gy: gy)
+                assertClose(y, cs.naiveForward(x, w, b), tol: 1e-12, "forward \(cs) bias \(b != nil)")
+                assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-12, "gradInput \(cs)")
+                assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-12, "gradWeight \(cs)")
+            }
+        }
+    }
+
+    func testConvKernelsInFloat32() {
+        var rng = ConvPoolRNG(seed: 14)
+        for cs in [Self.cases[1], Self.cases[3], Self.cases[6], Self.cases[17]] {
+            let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount), b = rng.array(cs.o)
+            let (y, gx, gw) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy)
+            assertClose(y, cs.naiveForward(x, w, b), tol: 1e-4, "forward f32 \(cs)")
+            assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-4, "gradInput f32 \(cs)")
+            assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-4, "gradWeight f32 \(cs)")
+        }
+    }
+
+    func testGeometryOutputSizesAndWorkspace() {
+        XCTAssertEqual(Conv2dGeometry.outputSize(input: 224, kernel: 11, stride: 4, padding: 2, dilation: 1), 55)
+        XCTAssertEqual(Conv2dGeometry.outputSize(input: 5, kernel: 3, stride: 1, padding: 0, dilation: 2), 1)
+        XCTAssertEqual(Conv2dGeometry.outputSize(input: 4, kernel: 3, stride: 1, padding: 0, dilation: 2), 0)
+        let g = Conv2dGeometry(channels: 4, height: 6, width: 6, kernel: (3, 3), padding: (1, 1))
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, groups: 2), 2 * 9 * 36)
+        XCTAssertFalse(g.isPointwise)
+        let p = Conv2dGeometry(channels: 4, height: 6, width: 6, kernel: (1, 1))
+        XCTAssertTrue(p.isPointwise)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: p, groups: 1), 0)
+    }
+}
