@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "TensorKernels", targets: ["TensorKernels"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Layers", targets: ["Layers"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -25,8 +26,11 @@ let package = Package(
         .target(name: "TensorKernels", dependencies: ["CBLAS"]),
         // L1: Tensor, dtypes, RNG, allocator accounting, ops and autograd.
         .target(name: "TensorCore", dependencies: ["TensorKernels"]),
+        // L2: Module, layers, losses, initializers, state dicts.
+        .target(name: "Layers", dependencies: ["TensorCore"]),
         // L2: datasets, loaders, augmentation.
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
+        // L2: optax-style gradient transformations, SGD/Adam(W), LR schedules.
         .executableTarget(
             name: "loom",
             dependencies: [
@@ -35,8 +39,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

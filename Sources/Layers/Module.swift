@@ -1,0 +1,153 @@
+import TensorCore
+
+/// A trainable tensor owned by a module: a leaf that requires grad, charged to the
+/// `.parameters` memory tag. Optimizers update `value` in place so the leaf (and any hook
+/// registered on it) stays the same object across steps.
+public final class Parameter {
+    public var value: Tensor
+
+    public init(_ value: Tensor) {
+        precondition(value.dtype.isFloatingPoint, "Parameter: expected a floating-point tensor, got \(value.dtype)")
+        let owned = value.isContiguous ? value.detached() : value.contiguous().detached()
+        owned.storageBlock.retag(.parameters)
+        self.value = owned.requiringGrad()
+    }
+
+    public var shape: [Int] { value.shape }
+    /// The accumulated gradient, or nil.
+    public var grad: Tensor? { value.grad }
+}
+
+/// A non-trainable tensor that is part of a module's state (e.g. BatchNorm running statistics).
+public final class Buffer {
+    public var value: Tensor
+    public init(_ value: Tensor) {
+        self.value = value.detached()
+    }
+}
+
+/// Base class of layers and models.
+///
+/// Parameters, buffers and child modules are discovered from stored properties (by
+/// reflection, in declaration order) and addressed by dotted names in PyTorch's style:
+/// a property `runningMean` of child `features.1` is `features.1.running_mean` (camelCase
+/// becomes snake_case, so state dicts move between Loom and PyTorch). Properties of type
+/// `[Module]` name children by index, as `nn.ModuleList` does.
+///
+/// Subclasses override `forward(_:)`; `callAsFunction` calls it.
+open class Module {
+    /// Training mode (dropout active, batch statistics) or evaluation mode.
+    public private(set) var isTraining = true
+
+    public init() {}
+
+    /// The layer's computation. Subclasses must override it.
+    open func forward(_ input: Tensor) -> Tensor {
+        preconditionFailure("\(type(of: self)).forward(_:) is not implemented")
+    }
+
+    public func callAsFunction(_ input: Tensor) -> Tensor { forward(input) }
+
+    /// Direct children with their names. The default reflects over stored properties.
+    open func namedChildren() -> [(String, Module)] {
+        var out: [(String, Module)] = []
+        for (label, value) in reflectedProperties() {
+            if let m = value as? Module {
+                out.append((snakeCase(label), m))
+            } else if let ms = value as? [Module] {
+                for (i, m) in ms.enumerated() { out.append(("\(snakeCase(label)).\(i)", m)) }
+            }
+        }
+        return out
+    }
+
+    /// This module's own parameters (not its children's), with names.
+    open func ownParameters() -> [(String, Parameter)] {
+        reflectedProperties().compactMap { label, value in (value as? Parameter).map { (snakeCase(label), $0) } }
+    }
+
+    /// This module's own buffers, with names.
+    open func ownBuffers() -> [(String, Buffer)] {
+        reflectedProperties().compactMap { label, value in (value as? Buffer).map { (snakeCase(label), $0) } }
+    }
+
+    func reflectedProperties() -> [(String, Any)] {
+        var mirrors: [Mirror] = []
+        var m: Mirror? = Mirror(reflecting: self)
+        while let cur = m { mirrors.append(cur); m = cur.superclassMirror }
+        var out: [(String, Any)] = []
+        for mirror in mirrors.reversed() {
+            for child in mirror.children {
+                guard let label = child.label, label != "isTraining" else { continue }
+                // Unwrap optionals (e.g. `bias: Parameter?`).
+                let inner = Mirror(reflecting: child.value)
+                if inner.displayStyle == .optional {
+                    if let some = inner.children.first { out.append((label, some.value)) }
+                } else {
+                    out.append((label, child.value))
+                }
+            }
+        }
+        return out
+    }
+
+    /// All parameters, depth first, with dotted names.
+    public func namedParameters() -> [(String, Parameter)] {
+        var out = ownParameters()
+        for (name, child) in namedChildren() {
+            out += child.namedParameters().map { ("\(name).\($0.0)", $0.1) }
+        }
+        return out
+    }
+
+    /// All buffers, depth first, with dotted names.
+    public func namedBuffers() -> [(String, Buffer)] {
+        var out = ownBuffers()
+        for (name, child) in namedChildren() {
+            out += child.namedBuffers().map { ("\(name).\($0.0)", $0.1) }
+        }
+        return out
+    }
+
+    /// All modules (this one first), with dotted names ("" for this one).
+    public func namedModules() -> [(String, Module)] {
+        var out: [(String, Module)] = [("", self)]
+        for (name, child) in namedChildren() {
+            out += child.namedModules().map { ($0.0.isEmpty ? name : "\(name).\($0.0)", $0.1) }
+        }
+        return out
+    }
+
+    /// All parameters in `namedParameters()` order.
+    public var parameters: [Parameter] { namedParameters().map(\.1) }
+
+    /// Number of trainable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Sets training (true) or evaluation (false) mode on this module and all descendants.
+    public func train(_ on: Bool = true) {
+        for (_, m) in namedModules() { m.isTraining = on }
+    }
+
+    /// Evaluation mode (dropout off, running statistics).
+    public func eval() { train(false) }
+
+    /// Clears every parameter's gradient.
+    public func zeroGrad() {
+        for p in parameters { p.value.zeroGrad() }
+    }
+}
+
+/// `runningMean` -> `running_mean`; names that are already snake_case or digits pass through.
+public func snakeCase(_ s: String) -> String {
+    var out = ""
+    for ch in s {
+        if ch.isUppercase {
+            if !out.isEmpty { out.append("_") }
+            out.append(contentsOf: ch.lowercased())
+        } else {
+            out.append(ch)
+        }
+    }
+    return out
+}
