@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "TensorKernels", targets: ["TensorKernels"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Optimizers", targets: ["Optimizers"]),
         .library(name: "Layers", targets: ["Layers"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
@@ -31,6 +32,7 @@ let package = Package(
         // L2: datasets, loaders, augmentation.
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
         // L2: optax-style gradient transformations, SGD/Adam(W), LR schedules.
+        .target(name: "Optimizers", dependencies: ["TensorCore"]),
         .executableTarget(
             name: "loom",
             dependencies: [
@@ -41,6 +43,7 @@ let package = Package(
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

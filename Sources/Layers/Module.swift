@@ -46,7 +46,13 @@ open class Module {
         preconditionFailure("\(type(of: self)).forward(_:) is not implemented")
     }
 
-    public func callAsFunction(_ input: Tensor) -> Tensor { forward(input) }
+    public func callAsFunction(_ input: Tensor) -> Tensor {
+        guard let trace = ModuleTrace.current else { return forward(input) }
+        trace.enter(self)
+        let output = forward(input)
+        trace.exit(self, input: input, output: output)
+        return output
+    }
 
     /// Direct children with their names. The default reflects over stored properties.
     open func namedChildren() -> [(String, Module)] {
@@ -150,4 +156,49 @@ public func snakeCase(_ s: String) -> String {
         }
     }
     return out
+}
+
+import Foundation
+
+/// Records module calls during a forward pass (for `loom summary`, memory reports).
+///
+/// Install with `ModuleTrace.$current.withValue(trace) { model(x) }`. `@unchecked Sendable`
+/// by design: the call log is guarded by a lock; modules are only referenced, never
+/// touched, from other threads.
+public final class ModuleTrace: @unchecked Sendable {
+    @TaskLocal public static var current: ModuleTrace?
+
+    /// One completed call: the module, its input and output shapes, and the nesting depth.
+    public struct Call {
+        public let module: Module
+        public let inputShape: [Int]
+        public let outputShape: [Int]
+        public let outputDType: DType
+        public let depth: Int
+        /// Bytes allocated (net) during the call, from the allocator's accounting.
+        public let bytesAllocated: Int
+    }
+
+    private var log: [Call] = []
+    private var entryMemory: [Int] = []
+    private let lock = NSLock()
+
+    public init() {}
+
+    func enter(_ m: Module) {
+        let now = Memory.stats().current
+        lock.lock(); defer { lock.unlock() }
+        entryMemory.append(now)
+    }
+
+    func exit(_ m: Module, input: Tensor, output: Tensor) {
+        let now = Memory.stats().current
+        lock.lock(); defer { lock.unlock() }
+        let start = entryMemory.removeLast()
+        log.append(Call(module: m, inputShape: input.shape, outputShape: output.shape, outputDType: output.dtype,
+                        depth: entryMemory.count, bytesAllocated: now - start))
+    }
+
+    /// Completed calls in completion order (children before their parents).
+    public var calls: [Call] { lock.lock(); defer { lock.unlock() }; return log }
 }

@@ -88,18 +88,47 @@ extension Tensor {
     public static func rand(_ shape: [Int], low: Double = 0, high: Double = 1, dtype: DType = .float32,
                             generator: Generator = .default) -> Tensor {
         precondition(dtype.isFloatingPoint, "rand: dtype \(dtype) is not floating point")
-        var u = [Double](repeating: 0, count: elementCount(shape))
-        u.withUnsafeMutableBufferPointer { generator.fillUniform($0) }
-        return fromDoubles(u.map { low + (high - low) * $0 }, shape: shape, dtype: dtype)
+        return filledFromDoubles(shape, dtype: dtype) { buf in
+            generator.fillUniform(buf)
+            let span = high - low
+            for i in 0..<buf.count { buf[i] = low + span * buf[i] }
+        }
     }
 
     /// Normal samples with the given mean and standard deviation.
     public static func randn(_ shape: [Int], mean: Double = 0, std: Double = 1, dtype: DType = .float32,
                              generator: Generator = .default) -> Tensor {
         precondition(dtype.isFloatingPoint, "randn: dtype \(dtype) is not floating point")
-        var z = [Double](repeating: 0, count: elementCount(shape))
-        z.withUnsafeMutableBufferPointer { generator.fillNormal($0) }
-        return fromDoubles(z.map { mean + std * $0 }, shape: shape, dtype: dtype)
+        return filledFromDoubles(shape, dtype: dtype) { buf in
+            generator.fillNormal(buf)
+            for i in 0..<buf.count { buf[i] = mean + std * buf[i] }
+        }
+    }
+
+    /// Fills a new tensor from Double values produced in blocks (bounded scratch memory).
+    static func filledFromDoubles(_ shape: [Int], dtype: DType, _ produce: (UnsafeMutableBufferPointer<Double>) -> Void) -> Tensor {
+        let t = Tensor(uninitializedShape: shape, dtype: dtype)
+        let n = t.count
+        let block = 1 << 16
+        var scratch = [Double](repeating: 0, count: Swift.min(n, block))
+        var start = 0
+        scratch.withUnsafeMutableBufferPointer { sb in
+            while start < n {
+                let m = Swift.min(block, n - start)
+                let part = UnsafeMutableBufferPointer(rebasing: sb[0..<m])
+                produce(part)
+                let p = t.storage.pointer
+                switch dtype {
+                case .float32: let d = p.assumingMemoryBound(to: Float.self) + start; for i in 0..<m { d[i] = Float(part[i]) }
+                case .float64: let d = p.assumingMemoryBound(to: Double.self) + start; for i in 0..<m { d[i] = part[i] }
+                case .float16: let d = p.assumingMemoryBound(to: Float16.self) + start; for i in 0..<m { d[i] = Float16(Float(part[i])) }
+                case .bfloat16: let d = p.assumingMemoryBound(to: BFloat16.self) + start; for i in 0..<m { d[i] = BFloat16(Float(part[i])) }
+                default: preconditionFailure("random fill: unsupported dtype \(dtype)")
+                }
+                start += m
+            }
+        }
+        return t
     }
 
     /// Uniform random integers in `low..<high` as Int64.
