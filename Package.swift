@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Optimizers", targets: ["Optimizers"]),
         .library(name: "Layers", targets: ["Layers"]),
+        .library(name: "Models", targets: ["Models"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -29,6 +30,8 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["TensorKernels"]),
         // L2: Module, layers, losses, initializers, state dicts.
         .target(name: "Layers", dependencies: ["TensorCore"]),
+        // L3: the model zoo.
+        .target(name: "Models", dependencies: ["Layers", "TensorCore"]),
         // L2: datasets, loaders, augmentation.
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
         // L2: optax-style gradient transformations, SGD/Adam(W), LR schedules.
@@ -44,6 +47,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
