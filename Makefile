@@ -6,7 +6,9 @@ SWIFT ?= swift
 # emits SSE2 code (see MACHINE-NOTES: SIMD kernels run 2-3x slower). Flags go on the command
 # line, never into Package.swift (unsafeFlags would break packages depending on Loom).
 CPU_FLAGS := $(shell grep -q ' avx2 ' /proc/cpuinfo 2>/dev/null && grep -q ' fma ' /proc/cpuinfo 2>/dev/null && echo "-Xswiftc -target-cpu -Xswiftc haswell")
-RELEASE_FLAGS ?= -c release $(CPU_FLAGS)
+# Tests run optimised too (the suite trains small models); -enable-testing lets the test
+# build and the tool share one set of release artifacts instead of compiling twice.
+RELEASE_FLAGS ?= -c release $(CPU_FLAGS) -Xswiftc -enable-testing
 
 .PHONY: all run setup build test bench clean
 
@@ -23,7 +25,7 @@ run: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom demo
 
 test: setup
-	$(SWIFT) test
+	$(SWIFT) test $(RELEASE_FLAGS)
 
 bench: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom bench

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Optimizers", targets: ["Optimizers"]),
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -32,6 +33,8 @@ let package = Package(
         .target(name: "Layers", dependencies: ["TensorCore"]),
         // L3: the model zoo.
         .target(name: "Models", dependencies: ["Layers", "TensorCore"]),
+        // L3: the train/eval loop, metrics, progress, checkpoints.
+        .target(name: "Training", dependencies: ["TensorCore", "TensorKernels", "Layers", "Optimizers", "Datasets", "Models"]),
         // L2: datasets, loaders, augmentation.
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
         // L2: optax-style gradient transformations, SGD/Adam(W), LR schedules.
@@ -39,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "loom",
             dependencies: [
-                "TensorCore", "TensorKernels",
+                "TensorCore", "TensorKernels", "Layers", "Models", "Training", "Datasets", "Optimizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -47,6 +50,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TensorKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Layers", "Datasets", "TensorCore"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
     ],

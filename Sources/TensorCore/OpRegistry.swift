@@ -60,6 +60,6 @@ public enum OpRegistry {
     static let names: Set<String> = Set(ops.map(\.name))
 
     static func assertRegistered(_ name: String) {
-        assert(names.contains(name), "op '\(name)' records autograd history but is not in OpRegistry.ops")
+        precondition(names.contains(name), "op '\(name)' records autograd history but is not in OpRegistry.ops")
     }
 }

@@ -1,0 +1,204 @@
+import Datasets
+import Foundation
+import Layers
+import Models
+import Optimizers
+import TensorCore
+import TensorKernels
+
+/// One epoch's results.
+public struct EpochResult: Sendable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var testLoss: Double
+    public var testAccuracy: Double
+    public var imagesPerSecond: Double
+    public var seconds: Double
+    public var learningRate: Double
+}
+
+/// The train / evaluate loop: Fashion-MNIST, a zoo model, an optimizer and schedule,
+/// per-epoch evaluation, JSONL metrics and checkpoints in a run directory, resume.
+///
+/// Determinism: the model is initialised from the default generator seeded with
+/// `config.seed`; batch order and augmentation come from (seed, epoch, batch); dropout
+/// draws from the default generator, whose state is checkpointed. With the same seed and
+/// thread count, runs give the same loss curve, and a resumed run continues bit for bit.
+public final class Trainer {
+    public let config: TrainConfig
+    public let model: Module
+    public let parameters: [Parameter]
+    public private(set) var optimizer: Optimizer
+    public let train: DataLoader<Subset<FashionMNIST>>
+    public let test: DataLoader<Subset<FashionMNIST>>
+    public private(set) var nextEpoch = 0
+    public var output: String?
+    public var quiet = false
+    public var log: (String) -> Void = { print($0) }
+
+    /// Sets up a run: seeds, threads, data, model and optimizer.
+    public init(config: TrainConfig, output: String? = nil) throws {
+        try config.validate()
+        self.config = config
+        self.output = output
+        let cores = ProcessInfoCores.count
+        let threads = config.threads == 0 ? cores : config.threads
+        KernelThreading.maxThreads = threads
+        BlasInfo.setThreads(threads)
+        Generator.manualSeed(config.seed)
+        let entry = try Zoo.entry(config.model)
+        guard entry.inputShape == [1, 28, 28] else {
+            throw ConfigError("--model \(config.model) takes \(entry.inputShape) inputs; Fashion-MNIST is [1, 28, 28]: use lenet5, alexnet-small, convnet-bn or resnet20")
+        }
+        model = try Zoo.make(config.model, options: Zoo.Options(norm: config.batchNormKind(), dropout: config.dropout,
+                                                               ghostBatchSize: config.ghostBatchSize))
+        parameters = model.parameters
+        let trainSet = try FashionMNIST(directory: config.dataDir, split: .train)
+        let testSet = try FashionMNIST(directory: config.dataDir, split: .test)
+        var aug: [Augmentation] = []
+        if config.cropPadding > 0 { aug.append(.randomCrop(padding: config.cropPadding)) }
+        if config.flip { aug.append(.horizontalFlip(p: 0.5)) }
+        aug.append(.fashionMNISTNormalize)
+        if config.erasing { aug.append(.randomErasing(p: 0.5, scale: 0.02...0.33, ratio: 0.3...3.3, value: 0)) }
+        let trainSubset = Subset(trainSet, first: config.trainLimit > 0 ? config.trainLimit : trainSet.count)
+        let testSubset = Subset(testSet, first: config.testLimit > 0 ? config.testLimit : testSet.count)
+        train = try DataLoader(trainSubset, options: LoaderOptions(batchSize: config.batchSize, shuffle: true, dropLast: false,
+                                                                  seed: config.seed, augmentations: aug, prefetch: config.prefetch))
+        test = try DataLoader(testSubset, options: LoaderOptions(batchSize: 500, shuffle: false, seed: config.seed,
+                                                                augmentations: [.fashionMNISTNormalize], prefetch: config.prefetch))
+        optimizer = Optimizer(try Trainer.makeTransformation(config, stepsPerEpoch: train.batchCount),
+                              params: parameters.map { $0.value })
+    }
+
+    /// The optimizer chain the config names, with its per-step schedule.
+    static func makeTransformation(_ c: TrainConfig, stepsPerEpoch: Int) throws -> any GradientTransformation {
+        let total = c.epochs * stepsPerEpoch
+        let warm = Int((c.warmupEpochs * Double(stepsPerEpoch)).rounded())
+        var lr: LRSchedule
+        switch c.schedule {
+        case "step": lr = try .stepDecay(initial: c.lr, stepSize: c.stepEpochs * stepsPerEpoch, gamma: c.stepGamma)
+        case "cosine": lr = try .cosine(initial: c.lr, totalSteps: max(total - warm, 1))
+        case "onecycle": lr = try .oneCycle(maxLR: c.lr, totalSteps: max(total, 2))
+        default: lr = .constant(c.lr)
+        }
+        if warm > 0 && c.schedule != "onecycle" { lr = try .linearWarmup(steps: warm, then: lr) }
+        let opt: any GradientTransformation
+        switch c.optimizer {
+        case "adam": opt = try adam(lr: lr, weightDecay: c.weightDecay)
+        case "adamw": opt = try adamW(lr: lr, weightDecay: c.weightDecay)
+        default: opt = try sgd(lr: lr, momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay)
+        }
+        if let clip = c.clipNorm { return try chain([try clipByGlobalNorm(clip), opt]) }
+        return opt
+    }
+
+    /// Restores model, optimizer, RNG and position from a checkpoint of the same config.
+    public func restore(_ ck: Checkpoint) throws {
+        var a = ck.config, b = config
+        a.epochs = 0; b.epochs = 0  // more epochs may be asked for on resume
+        a.threads = 0; b.threads = 0
+        a.prefetch = 0; b.prefetch = 0
+        guard a == b else {
+            throw ConfigError("checkpoint was made with a different configuration; resume with the same flags (only --epochs, --threads may change)")
+        }
+        try model.loadStateDict(ck.model)
+        try optimizer.loadStateDict(ck.optimizer)
+        Generator.default.currentState = ck.rng
+        nextEpoch = ck.nextEpoch
+    }
+
+    /// Parameter values are moved out of their `Parameter`s for the update so their
+    /// storage is uniquely referenced and the optimizer writes in place.
+    func optimizerStep() {
+        var values = parameters.map { _ in Tensor.zeros([0]) }
+        for i in parameters.indices { swap(&values[i], &parameters[i].value) }
+        optimizer.step(&values)
+        for i in parameters.indices { swap(&values[i], &parameters[i].value) }
+    }
+
+    /// Runs one training epoch and returns (mean loss, accuracy, images/s).
+    public func trainEpoch(_ epoch: Int) -> (loss: Double, accuracy: Double, imagesPerSecond: Double, seconds: Double) {
+        model.train()
+        let bar = quiet ? nil : ProgressBar(title: "epoch \(epoch + 1)/\(config.epochs)", total: train.batchCount)
+        let start = Date()
+        var lossSum = 0.0, correct = 0, seen = 0
+        for batch in train.epoch(epoch) {
+            let logits = model(batch.inputs)
+            let loss = Loss.crossEntropy(logits: logits, targets: batch.labels, labelSmoothing: config.labelSmoothing)
+            loss.backward()
+            optimizerStep()
+            model.zeroGrad()
+            let n = batch.labels.count
+            lossSum += loss.item() * Double(n)
+            correct += zip(logits.detached().argmax(dim: 1).scalars(as: Int64.self), batch.labels.scalars(as: Int64.self)).filter { $0 == $1 }.count
+            seen += n
+            let elapsed = Date().timeIntervalSince(start)
+            bar?.update(done: batch.index + 1, loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seen),
+                        imagesPerSecond: Double(seen) / max(elapsed, 1e-9))
+        }
+        bar?.finish()
+        let secs = Date().timeIntervalSince(start)
+        return (lossSum / Double(max(seen, 1)), Double(correct) / Double(max(seen, 1)), Double(seen) / max(secs, 1e-9), secs)
+    }
+
+    /// Evaluates on the test split (eval mode): mean loss and the confusion matrix.
+    public func evaluate() -> (loss: Double, confusion: ConfusionMatrix) {
+        model.eval()
+        defer { model.train() }
+        var cm = ConfusionMatrix(classes: 10)
+        var lossSum = 0.0, seen = 0
+        noGrad {
+            for batch in test.epoch(0) {
+                let logits = model(batch.inputs)
+                lossSum += Loss.crossEntropy(logits: logits, targets: batch.labels, reduction: .sum).item()
+                seen += batch.labels.count
+                cm.add(logits: logits, labels: batch.labels)
+            }
+        }
+        return (lossSum / Double(max(seen, 1)), cm)
+    }
+
+    /// Trains from `nextEpoch` to `config.epochs` (or only until epoch `stopAfter`, as if
+    /// interrupted), evaluating, logging and checkpointing each epoch.
+    @discardableResult
+    public func run(stopAfter: Int? = nil) throws -> [EpochResult] {
+        var results: [EpochResult] = []
+        var metrics: JSONLWriter?
+        if let out = output {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            metrics = try JSONLWriter(path: out + "/metrics.jsonl", append: nextEpoch > 0)
+        }
+        if !quiet {
+            log("training \(config.model) (\(grouped(model.parameterCount)) parameters) on Fashion-MNIST: \(train.dataset.count) train / "
+                + "\(test.dataset.count) test images, batch \(config.batchSize), \(config.optimizer) lr \(config.lr) \(config.schedule), "
+                + "\(KernelThreading.maxThreads) threads, OpenBLAS \(BlasInfo.coreName)")
+        }
+        let end = Swift.min(config.epochs, stopAfter ?? config.epochs)
+        for epoch in nextEpoch..<Swift.max(end, nextEpoch) {
+            let lr = optimizer.learningRate ?? config.lr
+            let t = trainEpoch(epoch)
+            let (testLoss, cm) = evaluate()
+            let r = EpochResult(epoch: epoch + 1, trainLoss: t.loss, trainAccuracy: t.accuracy, testLoss: testLoss,
+                                testAccuracy: cm.accuracy, imagesPerSecond: t.imagesPerSecond, seconds: t.seconds, learningRate: lr)
+            results.append(r)
+            nextEpoch = epoch + 1
+            if !quiet {
+                log(String(format: "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, %.1f s",
+                           r.epoch, config.epochs, r.trainLoss, 100 * r.trainAccuracy, r.testLoss, 100 * r.testAccuracy,
+                           r.imagesPerSecond, r.seconds))
+            }
+            metrics?.write(["epoch": r.epoch, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy, "test_loss": r.testLoss,
+                            "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond, "seconds": r.seconds,
+                            "lr": r.learningRate, "step": optimizer.stepCount])
+            if let out = output { try checkpoint().save(to: out + "/checkpoint.safetensors") }
+        }
+        return results
+    }
+
+    /// The current state as a checkpoint.
+    public func checkpoint() -> Checkpoint {
+        Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: model.stateDict()), optimizer: optimizer.stateDict(),
+                   rng: Generator.default.currentState, nextEpoch: nextEpoch)
+    }
+}

@@ -1,0 +1,176 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Layers
+import Models
+import TensorCore
+import Training
+
+/// `loom train`: trains a zoo model on Fashion-MNIST.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a CNN on Fashion-MNIST (default: lenet5, 10 epochs, SGD + momentum, cosine schedule).",
+        discussion: """
+        Writes metrics.jsonl and checkpoint.safetensors (model + optimizer + RNG state) to --output after every epoch.
+        --resume continues a run from its checkpoint, bit for bit.
+        Example: loom train --model convnet-bn --epochs 15 --batch-size 128 --lr 0.1 --output runs/bn
+        """)
+
+    @Option(help: "Model: lenet5, alexnet-small, convnet-bn, resnet20.") var model: String = "lenet5"
+    @Option(help: "Epochs.") var epochs: Int = 10
+    @Option(help: "Batch size.") var batchSize: Int = 64
+    @Option(help: "sgd, adam or adamw.") var optimizer: String = "sgd"
+    @Option(help: "Peak learning rate.") var lr: Double = 0.05
+    @Option(help: "SGD momentum.") var momentum: Double = 0.9
+    @Flag(help: "Nesterov momentum.") var nesterov = false
+    @Option(help: "Weight decay (coupled for sgd/adam, decoupled for adamw).") var weightDecay: Double = 5e-4
+    @Option(help: "constant, step, cosine or onecycle.") var schedule: String = "cosine"
+    @Option(help: "Linear warmup epochs (fractional allowed).") var warmupEpochs: Double = 0
+    @Option(help: "Step schedule: decay every N epochs.") var stepEpochs: Int = 10
+    @Option(help: "Step schedule: decay factor.") var stepGamma: Double = 0.1
+    @Option(help: "BatchNorm kind: l2, l1 or linf.") var norm: String = "l2"
+    @Option(help: "Ghost batch size for BatchNorm statistics.") var ghostBatchSize: Int?
+    @Option(help: "Dropout probability.") var dropout: Double = 0.5
+    @Option(help: "Label smoothing.") var labelSmoothing: Double = 0
+    @Option(help: "Clip gradients to this global norm.") var clipNorm: Double?
+    @Option(help: "Random-crop padding (0: off).") var cropPadding: Int = 0
+    @Flag(help: "Random horizontal flips.") var flip = false
+    @Flag(help: "Random erasing.") var erasing = false
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Threads (0: all cores).") var threads: Int = 0
+    @Option(help: "Directory with the Fashion-MNIST IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
+    @Option(help: "Use only the first N training images (0: all).") var trainLimit: Int = 0
+    @Option(help: "Use only the first N test images (0: all).") var testLimit: Int = 0
+    @Option(help: "Run directory for metrics and checkpoints.") var output: String = "runs/latest"
+    @Flag(help: "Resume from <output>/checkpoint.safetensors.") var resume = false
+
+    func makeConfig() -> TrainConfig {
+        var c = TrainConfig()
+        c.model = model; c.epochs = epochs; c.batchSize = batchSize; c.optimizer = optimizer; c.lr = lr
+        c.momentum = momentum; c.nesterov = nesterov; c.weightDecay = weightDecay; c.schedule = schedule
+        c.warmupEpochs = warmupEpochs; c.stepEpochs = stepEpochs; c.stepGamma = stepGamma; c.norm = norm
+        c.ghostBatchSize = ghostBatchSize; c.dropout = dropout; c.labelSmoothing = labelSmoothing; c.clipNorm = clipNorm
+        c.cropPadding = cropPadding; c.flip = flip; c.erasing = erasing; c.seed = seed; c.threads = threads
+        c.dataDir = dataDir; c.trainLimit = trainLimit; c.testLimit = testLimit
+        return c
+    }
+
+    func run() throws {
+        do {
+            let trainer = try Trainer(config: makeConfig(), output: output)
+            if resume {
+                let path = output + "/checkpoint.safetensors"
+                let ck = try Checkpoint.load(path)
+                try trainer.restore(ck)
+                print("resuming from \(path) at epoch \(ck.nextEpoch + 1)")
+            }
+            let results = try trainer.run()
+            if let last = results.last {
+                print(String(format: "done: test accuracy %.2f%% after %d epochs; run directory %@", 100 * last.testAccuracy, last.epoch, output))
+            } else {
+                print("nothing to do: the checkpoint already completed \(trainer.nextEpoch) epochs (raise --epochs to continue)")
+            }
+        } catch let e as ArgumentParser.ValidationError {
+            throw e
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+/// `loom eval`: test accuracy and confusion matrix of a training checkpoint.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a training checkpoint on the Fashion-MNIST test set.")
+    @Option(help: "A checkpoint.safetensors written by loom train.") var checkpoint: String
+    @Option(help: "Directory with the Fashion-MNIST IDX files (default: the one the run used).") var dataDir: String?
+
+    func run() throws {
+        do {
+            let ck = try Checkpoint.load(checkpoint)
+            var cfg = ck.config
+            if let d = dataDir { cfg.dataDir = d }
+            cfg.testLimit = 0
+            let trainer = try Trainer(config: cfg)
+            try trainer.model.loadStateDict(ck.model)
+            let (loss, cm) = trainer.evaluate()
+            print("model \(cfg.model), epochs completed \(ck.nextEpoch)")
+            print(String(format: "test accuracy %.2f%% (%d / %d), test loss %.4f", 100 * cm.accuracy, cm.correct, cm.total, loss))
+            print(cm.table(names: FashionMNIST.classNames))
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+/// `loom predict`: runs a model in eval mode on every tensor of a safetensors file.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a zoo model (eval mode) on the tensors of a safetensors file and write the outputs.",
+        discussion: "Every input tensor [N, C, H, W] (any float dtype) gives an output tensor under the same name.")
+    @Option(help: "Zoo model name.") var model: String
+    @Option(help: "Weights: a safetensors state dict (PyTorch key names) or a loom checkpoint.") var weights: String
+    @Option(help: "Input safetensors file.") var input: String
+    @Option(help: "Output safetensors file.") var output: String
+    @Option(help: "BatchNorm kind the weights were trained with.") var norm: String = "l2"
+
+    func run() throws {
+        do {
+            var cfg = TrainConfig()
+            cfg.norm = norm
+            let m = try Zoo.make(model, options: Zoo.Options(norm: try cfg.batchNormKind()))
+            let (w, meta) = try SafeTensors.load(weights)
+            var dict = w
+            if meta["format"] == "loom-checkpoint-1" {
+                dict = [:]
+                for (k, v) in w where k.hasPrefix("model.") { dict[String(k.dropFirst(6))] = v }
+            }
+            try m.loadStateDict(dict)
+            m.eval()
+            let (inputs, _) = try SafeTensors.load(input)
+            let expected = try Zoo.entry(model).inputShape
+            var outputs: [String: Tensor] = [:]
+            for (name, x) in inputs.sorted(by: { $0.key < $1.key }) {
+                guard x.rank == 4, Array(x.shape.dropFirst()) == expected, x.dtype.isFloatingPoint else {
+                    throw ConfigError("\(input): tensor '\(name)' has shape \(shapeString(x.shape)) \(x.dtype); \(model) expects [N, \(expected.map(String.init).joined(separator: ", "))] floating point")
+                }
+                outputs[name] = noGrad { m(x.to(.float32)) }
+                print("\(name): \(shapeString(x.shape)) -> \(shapeString(outputs[name]!.shape))")
+            }
+            try SafeTensors.save(outputs, to: output)
+            print("wrote \(output)")
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+/// `loom models`: the zoo with parameter counts and FLOPs per image.
+struct Models_: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "models", abstract: "List the model zoo with parameter counts and FLOPs per image.")
+    func run() throws {
+        print("model".padding(toLength: 15, withPad: " ", startingAt: 0) + "input          parameters   FLOPs/image  description")
+        for e in Zoo.entries {
+            let m = try Zoo.make(e.name)
+            let s = ModelSummary(model: m, inputShape: e.inputShape)
+            print(e.name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                  + shapeString(e.inputShape).padding(toLength: 15, withPad: " ", startingAt: 0)
+                  + grouped(s.totalParameters).padding(toLength: 13, withPad: " ", startingAt: 0)
+                  + grouped(s.totalFlops).padding(toLength: 15, withPad: " ", startingAt: 0) + e.summary)
+        }
+    }
+}
+
+/// `loom summary`: a per-layer table of a model.
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a model's layer table (output shape, parameters, FLOPs, activation bytes).")
+    @Option(help: "Zoo model name.") var model: String
+    func run() throws {
+        do {
+            let e = try Zoo.entry(model)
+            print("\(model): input [N, \(e.inputShape.map(String.init).joined(separator: ", "))], per sample:")
+            print(ModelSummary(model: try Zoo.make(model), inputShape: e.inputShape).table)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
