@@ -20,9 +20,11 @@ setup:
 build: setup
 	$(SWIFT) build $(RELEASE_FLAGS) --product loom
 
-# The main job. Until `loom train` lands (issue 3) it is the autograd demo.
+# The main job: train the default model (LeNet-5) on Fashion-MNIST; ARGS passes flags,
+# e.g. make ARGS="--model convnet-bn --epochs 15".
+ARGS ?=
 run: build
-	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom demo
+	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom train $(ARGS)
 
 test: setup
 	$(SWIFT) test $(RELEASE_FLAGS)
