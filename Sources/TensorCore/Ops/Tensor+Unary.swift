@@ -80,7 +80,7 @@ extension Tensor {
         case .cos: return out.recording(name, inputs: [self]) { g in [-(g * x.unary(.sin))] }
         case .tanh: return out.recording(name, inputs: [self]) { g in [g * (1 - y * y)] }
         case .sigmoid: return out.recording(name, inputs: [self]) { g in [g * y * (1 - y)] }
-        case .relu: return out.recording(name, inputs: [self]) { g in [Tensor.where(x.gt(0), g, g.zerosLike())] }
+        case .relu: return out.recording(name, inputs: [self]) { g in [Tensor.reluBackward(g, x)] }
         case .gelu:
             return out.recording(name, inputs: [self]) { g in
                 // d/dx x·Φ(x) = Φ(x) + x·φ(x)
@@ -89,6 +89,25 @@ extension Tensor {
                 return [g * (cdf + x * pdf)]
             }
         }
+    }
+
+    /// g where x > 0, else 0, in one pass (the ReLU derivative; PyTorch's convention at 0 and NaN).
+    static func reluBackward(_ g: Tensor, _ x: Tensor) -> Tensor {
+        precondition(g.shape == x.shape && g.dtype == x.dtype, "relu backward: gradient \(shapeString(g.shape)) \(g.dtype) vs input \(shapeString(x.shape)) \(x.dtype)")
+        guard g.dtype == .float32 || g.dtype == .float64 else {
+            return Tensor.where(x.gt(0), g, g.zerosLike())
+        }
+        let out = Tensor(uninitializedShape: g.shape, dtype: g.dtype)
+        func run<T: KernelFloat>(_: T.Type) {
+            g.withStoragePointer(T.self) { pg in
+                x.withStoragePointer(T.self) { px in
+                    zipStrided(pg, aStrides: g.strides, aOffset: g.offset, px, bStrides: x.strides, bOffset: x.offset,
+                               shape: g.shape, out.storage.pointer.assumingMemoryBound(to: T.self)) { gv, xv in xv > 0 ? gv : 0 }
+                }
+            }
+        }
+        if g.dtype == .float32 { run(Float.self) } else { run(Double.self) }
+        return out
     }
 
     /// erf elementwise (no autograd; used by gelu's derivative).
