@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorCore"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Layers", "Datasets", "TensorCore"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
