@@ -244,7 +244,9 @@ public class BatchNormBase: Module {
             case .l1, .linf: y = (x - rm) / (rv.sqrt() + eps)
             }
         }
-        if let w = weight, let b = bias {
+        let affineDone: Bool
+        if case .l2 = norm, isTraining || !trackRunningStats { affineDone = true } else { affineDone = false }
+        if !affineDone, let w = weight, let b = bias {
             let wv = w.value.dtype == x.dtype ? w.value : w.value.to(x.dtype)
             let bv = b.value.dtype == x.dtype ? b.value : b.value.to(x.dtype)
             y = y * wv.reshaped(bshape) + bv.reshaped(bshape)
@@ -260,14 +262,19 @@ public class BatchNormBase: Module {
         let reduce = [0] + Array(2..<x.rank)
         precondition(n > 1, "\(layerName): expected more than 1 value per channel when training, got input \(shapeString(x.shape))"
                      + (ghost.map { " (ghost batch \($0) of size \(ghostBatchSize!))" } ?? ""))
+        if case .l2 = norm {
+            // One fused kernel for statistics, normalisation and the affine transform.
+            let wv = weight.map { $0.value.dtype == x.dtype ? $0.value : $0.value.to(x.dtype) }
+            let bv = bias.map { $0.value.dtype == x.dtype ? $0.value : $0.value.to(x.dtype) }
+            let r = x.batchNorm(weight: wv, bias: bv, eps: eps)
+            return (r.output, r.mean, r.variance * (Double(n) / Double(n - 1)))
+        }
         let mean = x.mean(dims: reduce, keepDim: true)
         let d = x - mean
         let y: Tensor, spread: Tensor
         switch norm {
         case .l2:
-            let v = x.variance(dims: reduce, correction: 0, keepDim: true)
-            y = d * (v + eps).rsqrt()
-            spread = v.detached() * (Double(n) / Double(n - 1))
+            preconditionFailure("unreachable: L2 uses the fused kernel")
         case .l1:
             let s = d.abs().mean(dims: reduce, keepDim: true) * (Double.pi / 2).squareRoot()
             y = d / (s + eps)

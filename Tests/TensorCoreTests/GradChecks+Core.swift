@@ -14,6 +14,11 @@ extension GradChecks {
             "maximum": [GradCheckCase(inputs: [a, b]) { Tensor.maximum($0[0], $0[1]) }],
             "minimum": [GradCheckCase(inputs: [a, c]) { Tensor.minimum($0[0], $0[1]) }],
             "where": [GradCheckCase(inputs: [a, b]) { Tensor.where($0[0].gt(0), $0[0], $0[1]) }],
+            "batchNorm": [
+                GradCheckCase(inputs: [randInput([4, 3, 2, 3]), randInput([3], low: 0.5, high: 2), randInput([3])]) {
+                    $0[0].batchNorm(weight: $0[1], bias: $0[2], eps: 1e-5).output },
+                GradCheckCase(inputs: [randInput([5, 4], contiguous: false)]) { $0[0].batchNorm(weight: nil, bias: nil, eps: 1e-3).output },
+            ],
             "to": [GradCheckCase(inputs: [a], atol: 1e-3, rtol: 1e-3, eps: 1e-3) { $0[0].to(.float32).to(.float64) * 2 }],
         ]
     }
