@@ -1,7 +1,7 @@
 """Writes norms_fixtures.json: PyTorch reference values for Loom's normalization layers and losses.
 
 Run from the repository root with a Python that has torch (any recent CPU build):
-    /work/venv/bin/python Tests/LayersTests/Fixtures/make_fixtures.py
+    python Tests/LayersTests/Fixtures/make_fixtures.py   (a venv with torch 2.13 CPU and safetensors)
 The tests only read the JSON; torch is never needed to run them. Everything is computed in
 float64 from seeded inputs. Each entry is {"shape": [...], "data": [...]} (row-major).
 The L1 / L-infinity batch-norm references (Hoffer et al. 2018) are written with plain numpy,

@@ -1,7 +1,7 @@
 """Writes the PyTorch-produced fixtures that TorchInteropTests reads (torch is not needed to run the tests).
 
 Run from anywhere with a Python that has torch (2.13 CPU) and safetensors:
-    /work/venv/bin/python Tests/ModelsTests/Fixtures/make_fixtures.py
+    python Tests/ModelsTests/Fixtures/make_fixtures.py   (a venv with torch 2.13 CPU and safetensors)
 
 The PyTorch models are the ones in scripts/torch_interop.py (same layers and state-dict keys as
 Loom's zoo). Files, about 1.35 MB in all:

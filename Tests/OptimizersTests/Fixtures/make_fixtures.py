@@ -1,6 +1,6 @@
 """Generates the PyTorch fixtures in Tests/OptimizersTests/TorchFixtureTests.swift.
 
-Run with torch 2.13.0+cpu:  /work/venv/bin/python Tests/OptimizersTests/Fixtures/make_fixtures.py
+Run with torch 2.13.0+cpu:  python Tests/OptimizersTests/Fixtures/make_fixtures.py
 It prints Swift literals; paste them into TorchFixtureTests.swift. The tests never need torch.
 
 Setup: a 2x3 float64 parameter p0, and for step k = 0, 1, 2, 3 the fixed gradient
