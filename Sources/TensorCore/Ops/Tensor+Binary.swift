@@ -17,10 +17,10 @@ func binaryFloatKernel<T: KernelFloat>(_ op: BinaryOp, _ a: Tensor, _ aStrides: 
         b.withStoragePointer(T.self) { pb in
             let ao = a.offset, bo = b.offset
             switch op {
-            case .add: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { $0 + $1 }
-            case .sub: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { $0 - $1 }
-            case .mul: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { $0 * $1 }
-            case .div: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { $0 / $1 }
+            case .add: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 + $1 }
+            case .sub: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 - $1 }
+            case .mul: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 * $1 }
+            case .div: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 / $1 }
             case .pow: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { T.pow($0, $1) }
             // NaN propagates (IEEE-style, as torch.maximum does).
             case .maximum: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { x, y in
