@@ -110,14 +110,8 @@ extension Tensor {
     func contiguousCopy() -> Tensor {
         var out = Tensor(uninitializedShape: shape, dtype: dtype)
         let dstStrides = out.strides
-        dispatchAnyType(dtype) { (t: any TensorElement.Type) in
-            func copy<T: TensorElement>(_: T.Type) {
-                let src = storage.pointer.assumingMemoryBound(to: T.self)
-                let dst = out.storage.pointer.assumingMemoryBound(to: T.self)
-                copyStrided(src, srcStrides: strides, srcOffset: offset, dst, dstStrides: dstStrides, dstOffset: 0, shape: shape)
-            }
-            copy(t)
-        }
+        copyRaw(width: dtype.byteSize, storage.pointer, srcStrides: strides, srcOffset: offset,
+                out.storage.pointer, dstStrides: dstStrides, dstOffset: 0, shape: shape)
         out.gradNode = nil
         return out
     }
@@ -153,6 +147,23 @@ extension Tensor {
 
     /// The single element of a one-element tensor, as `T`.
     public func item<T: TensorElement>(_ type: T.Type) -> T { T(loomDouble: item()) }
+}
+
+
+/// Copies a strided region between raw buffers, specialised per element width.
+@usableFromInline
+func copyRaw(width: Int, _ src: UnsafeRawPointer, srcStrides: [Int], srcOffset: Int,
+             _ dst: UnsafeMutableRawPointer, dstStrides: [Int], dstOffset: Int, shape: [Int]) {
+    switch width {
+    case 1: copyStrided(src.assumingMemoryBound(to: UInt8.self), srcStrides: srcStrides, srcOffset: srcOffset,
+                        dst.assumingMemoryBound(to: UInt8.self), dstStrides: dstStrides, dstOffset: dstOffset, shape: shape)
+    case 2: copyStrided(src.assumingMemoryBound(to: UInt16.self), srcStrides: srcStrides, srcOffset: srcOffset,
+                        dst.assumingMemoryBound(to: UInt16.self), dstStrides: dstStrides, dstOffset: dstOffset, shape: shape)
+    case 4: copyStrided(src.assumingMemoryBound(to: UInt32.self), srcStrides: srcStrides, srcOffset: srcOffset,
+                        dst.assumingMemoryBound(to: UInt32.self), dstStrides: dstStrides, dstOffset: dstOffset, shape: shape)
+    default: copyStrided(src.assumingMemoryBound(to: UInt64.self), srcStrides: srcStrides, srcOffset: srcOffset,
+                         dst.assumingMemoryBound(to: UInt64.self), dstStrides: dstStrides, dstOffset: dstOffset, shape: shape)
+    }
 }
 
 /// Calls `body` with the Swift element type of `dtype`.

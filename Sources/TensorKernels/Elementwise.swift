@@ -57,20 +57,6 @@ public func zipStrided<A, B, C>(
         }
         return
     }
-    // Large broadcast / strided cases: split the leading dimension across threads.
-    if parallel && shape.count >= 2 && shape[0] >= 2 && count >= 2 * KernelThreading.minChunk {
-        let dstStrides = contiguousStrides(shape)
-        let inner = Array(shape.dropFirst())
-        let ia = Array(aStrides.dropFirst()), ib = Array(bStrides.dropFirst())
-        let boxA = UnsafeSendableBox(a), boxB = UnsafeSendableBox(b), boxD = UnsafeSendableBox(dst)
-        parallelChunks(count: shape[0], grain: 1) { r in
-            for i in r {
-                zipStrided(boxA.value, aStrides: ia, aOffset: aOffset + i * aStrides[0], boxB.value, bStrides: ib,
-                           bOffset: bOffset + i * bStrides[0], shape: inner, boxD.value + i * dstStrides[0], parallel: false, op)
-            }
-        }
-        return
-    }
     var rows = StridedRows(shape: shape, strides: [aStrides, bStrides, contiguousStrides(shape)], offsets: [aOffset, bOffset, 0])
     let n = rows.rowLength, sa = rows.inner0, sb = rows.inner1, sd = rows.inner2
     while rows.next() {

@@ -15,18 +15,23 @@ func binaryFloatKernel<T: KernelFloat>(_ op: BinaryOp, _ a: Tensor, _ aStrides: 
                                         _ shape: [Int], _ dst: UnsafeMutablePointer<T>) {
     a.withStoragePointer(T.self) { pa in
         b.withStoragePointer(T.self) { pb in
-            let ao = a.offset, bo = b.offset
-            switch op {
-            case .add: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 + $1 }
-            case .sub: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 - $1 }
-            case .mul: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 * $1 }
-            case .div: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { $0 / $1 }
-            case .pow: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst, parallel: true) { T.pow($0, $1) }
-            // NaN propagates (IEEE-style, as torch.maximum does).
-            case .maximum: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { x, y in
-                x.isNaN || y.isNaN ? T.nan : (x > y ? x : y) }
-            case .minimum: zipStrided(pa, aStrides: aStrides, aOffset: ao, pb, bStrides: bStrides, bOffset: bo, shape: shape, dst) { x, y in
-                x.isNaN || y.isNaN ? T.nan : (x < y ? x : y) }
+            // Each case calls the kernel with a literal closure inside the slice body, so the
+            // op inlines into every thread's loop (see forEachParallelSlice).
+            forEachParallelSlice(shape: shape, strides: [aStrides, bStrides, contiguousStrides(shape)], offsets: [a.offset, b.offset, 0],
+                                 minElements: op == .pow ? KernelThreading.minChunk / 8 : KernelThreading.minChunk) { s, st, o in
+                let d = dst + o[2]
+                switch op {
+                case .add: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { $0 + $1 }
+                case .sub: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { $0 - $1 }
+                case .mul: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { $0 * $1 }
+                case .div: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { $0 / $1 }
+                case .pow: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { T.pow($0, $1) }
+                // NaN propagates (IEEE-style, as torch.maximum does).
+                case .maximum: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { x, y in
+                    x.isNaN || y.isNaN ? T.nan : (x > y ? x : y) }
+                case .minimum: zipStrided(pa, aStrides: st[0], aOffset: o[0], pb, bStrides: st[1], bOffset: o[1], shape: s, d) { x, y in
+                    x.isNaN || y.isNaN ? T.nan : (x < y ? x : y) }
+                }
             }
         }
     }
@@ -265,14 +270,18 @@ extension Tensor {
         let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
         let cS = condition.broadcastStrides(to: shape), aS = a.broadcastStrides(to: shape), bS = b.broadcastStrides(to: shape)
         let cp = condition.storage.pointer.assumingMemoryBound(to: Bool.self)
-        dispatchAnyType(a.dtype) { (t: any TensorElement.Type) in
-            func run<T: TensorElement>(_: T.Type) {
-                selectStrided(cp, condStrides: cS, condOffset: condition.offset,
-                              a.storage.pointer.assumingMemoryBound(to: T.self), aStrides: aS, aOffset: a.offset,
-                              b.storage.pointer.assumingMemoryBound(to: T.self), bStrides: bS, bOffset: b.offset,
-                              shape: shape, out.storage.pointer.assumingMemoryBound(to: T.self))
-            }
-            run(t)
+        func run<T>(_: T.Type) {
+            selectStrided(cp, condStrides: cS, condOffset: condition.offset,
+                          a.storage.pointer.assumingMemoryBound(to: T.self), aStrides: aS, aOffset: a.offset,
+                          b.storage.pointer.assumingMemoryBound(to: T.self), bStrides: bS, bOffset: b.offset,
+                          shape: shape, out.storage.pointer.assumingMemoryBound(to: T.self))
+        }
+        // Specialised per element width (see dispatchByWidth).
+        switch a.dtype.byteSize {
+        case 1: run(UInt8.self)
+        case 2: run(UInt16.self)
+        case 4: run(UInt32.self)
+        default: run(UInt64.self)
         }
         let c = condition.detached()
         let (ash, bsh) = (a.shape, b.shape)

@@ -178,13 +178,8 @@ extension Tensor {
         makeUnique()
         let dst = storage.pointer
         let srcStrides = src.broadcastStrides(to: regionShape)
-        dispatchAnyType(dtype) { (t: any TensorElement.Type) in
-            func copy<T: TensorElement>(_: T.Type) {
-                copyStrided(src.storage.pointer.assumingMemoryBound(to: T.self), srcStrides: srcStrides, srcOffset: src.offset,
-                            dst.assumingMemoryBound(to: T.self), dstStrides: regionStrides, dstOffset: regionOffset, shape: regionShape)
-            }
-            copy(t)
-        }
+        copyRaw(width: dtype.byteSize, src.storage.pointer, srcStrides: srcStrides, srcOffset: src.offset,
+                dst, dstStrides: regionStrides, dstOffset: regionOffset, shape: regionShape)
     }
 
     /// Zero-pads `before` and `after` elements along `dim` into a new dense tensor.
