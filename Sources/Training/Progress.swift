@@ -35,6 +35,7 @@ public final class ProgressBar {
             if decile > lastDecile && (decile < 10 || done == total) {
                 lastDecile = decile
                 print("\(title) \(done)/\(total)  \(stats)")
+                fflush(nil)  // reach a log file or pipe now, not in 4 KiB blocks
             }
         }
     }

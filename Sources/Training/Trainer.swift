@@ -35,7 +35,7 @@ public final class Trainer {
     public private(set) var nextEpoch = 0
     public var output: String?
     public var quiet = false
-    public var log: (String) -> Void = { print($0) }
+    public var log: (String) -> Void = { print($0); fflush(nil) }
 
     /// Sets up a run: seeds, threads, data, model and optimizer.
     public init(config: TrainConfig, output: String? = nil) throws {

@@ -56,8 +56,6 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        // Progress lines must reach a log file or pipe as they happen, not in 4 KiB blocks.
-        setvbuf(stdout, nil, _IOLBF, 0)
         do {
             let trainer = try Trainer(config: makeConfig(), output: output)
             if resume {
