@@ -1,3 +1,5 @@
+import Dispatch
+
 /// 2-D convolution as im2col + GEMM, over dense NCHW buffers.
 ///
 /// A convolution of one image with `C` channels by a weight `[O, C/groups, kh, kw]` is,
@@ -6,189 +8,15 @@
 /// `(c·kh + i)·kw + j`, column `oh·outW + ow` the input pixel
 /// `x[c, oh·sh − ph + i·dh, ow·sw − pw + j·dw]` (zero outside the image). The data
 /// gradient is `col2im(W_gᵀ g)`, the weight gradient `Σ_n g_n col_nᵀ`. GEMM runs on
-/// OpenBLAS (threaded); 1×1 stride-1 unpadded kernels skip im2col (the image already
-/// is the `col` matrix).
+/// OpenBLAS. `Conv2dPlan` splits the batch: usually several images are unfolded side by
+/// side into one `[K, nChunk·P]` matrix so that each chunk and group costs one large
+/// GEMM threaded by OpenBLAS rather than one small GEMM per image, with im2col, col2im
+/// and the NCHW scatter/gather over Loom's threads one image per task; for LeNet-sized
+/// layers, whose per-image GEMMs OpenBLAS runs on the calling thread, Loom's threads
+/// instead take shares of the batch image by image. With one image per chunk, 1×1
+/// stride-1 unpadded kernels skip im2col (the image already is the `col` matrix).
 
-/// Sizes, stride, padding and dilation of a 2-D convolution over one NCHW image.
-public struct Conv2dGeometry: Sendable, Equatable {
-    /// Input channels of the image (all groups together for the conv2d entry points;
-    /// one group's channels when passed to `im2col` / `col2im`).
-    public var channels: Int
-    public var height: Int
-    public var width: Int
-    public var kernelH: Int
-    public var kernelW: Int
-    public var strideH: Int
-    public var strideW: Int
-    public var padH: Int
-    public var padW: Int
-    public var dilationH: Int
-    public var dilationW: Int
-    /// Output height: `(height + 2·padH − dilationH·(kernelH − 1) − 1) / strideH + 1`.
-    public var outH: Int
-    /// Output width, as `outH`.
-    public var outW: Int
-
-    /// Builds the geometry and its output size. Traps on non-positive kernel, stride or
-    /// dilation, negative padding or sizes, or a dilated kernel larger than the padded
-    /// input (ops validate first with a readable message).
-    @inlinable
-    public init(channels: Int, height: Int, width: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
-                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) {
-        precondition(channels >= 0 && height >= 0 && width >= 0, "Conv2dGeometry: negative size \(channels)x\(height)x\(width)")
-        precondition(kernel.0 >= 1 && kernel.1 >= 1 && stride.0 >= 1 && stride.1 >= 1 && dilation.0 >= 1 && dilation.1 >= 1
-                     && padding.0 >= 0 && padding.1 >= 0,
-                     "Conv2dGeometry: kernel \(kernel), stride \(stride), dilation \(dilation) must be positive and padding \(padding) non-negative")
-        self.channels = channels
-        self.height = height
-        self.width = width
-        (kernelH, kernelW) = kernel
-        (strideH, strideW) = stride
-        (padH, padW) = padding
-        (dilationH, dilationW) = dilation
-        let oh = Conv2dGeometry.outputSize(input: height, kernel: kernel.0, stride: stride.0, padding: padding.0, dilation: dilation.0)
-        let ow = Conv2dGeometry.outputSize(input: width, kernel: kernel.1, stride: stride.1, padding: padding.1, dilation: dilation.1)
-        precondition(oh >= 1 && ow >= 1,
-                     "Conv2dGeometry: dilated kernel \(kernel) (dilation \(dilation)) is larger than the padded input \(height + 2 * padding.0)x\(width + 2 * padding.1)")
-        outH = oh
-        outW = ow
-    }
-
-    /// Output extent along one axis, or 0 or less when the dilated kernel does not fit.
-    @inlinable
-    public static func outputSize(input: Int, kernel: Int, stride: Int, padding: Int, dilation: Int) -> Int {
-        let span = input + 2 * padding - dilation * (kernel - 1) - 1
-        return span < 0 ? 0 : span / stride + 1
-    }
-
-    /// Rows of the im2col matrix: `channels·kernelH·kernelW`.
-    @inlinable public var colRows: Int { channels * kernelH * kernelW }
-    /// Columns of the im2col matrix: `outH·outW`.
-    @inlinable public var colCols: Int { outH * outW }
-    /// Whether the image already is its im2col matrix (1×1 kernel, stride 1, no padding).
-    @inlinable public var isPointwise: Bool {
-        kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0
-    }
-}
-
-/// Output indices `o` in `0..<count` with `0 <= o·stride + offset < size`, as a half-open range.
-@inlinable
-func validOutputRange(offset: Int, stride: Int, size: Int, count: Int) -> (Int, Int) {
-    var lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
-    lo = min(lo, count)
-    let last = size - 1 - offset
-    var hi = last < 0 ? 0 : min(count, last / stride + 1)
-    if hi < lo { hi = lo }
-    return (lo, hi)
-}
-
-/// Channels `range` of `im2col` (rows `range.lowerBound·kh·kw ..< range.upperBound·kh·kw`);
-/// channel ranges are independent, so callers may split them over threads.
-@inlinable
-func im2colChannels<T: BinaryFloatingPoint>(_ image: UnsafePointer<T>, _ g: Conv2dGeometry,
-                                            _ col: UnsafeMutablePointer<T>, channels range: Range<Int>) {
-    let H = g.height, W = g.width, OH = g.outH, OW = g.outW, P = OH * OW
-    let sh = g.strideH, sw = g.strideW
-    for c in range {
-        let plane = image + c * H * W
-        for ki in 0..<g.kernelH {
-            let offH = ki * g.dilationH - g.padH
-            for kj in 0..<g.kernelW {
-                let row = (c * g.kernelH + ki) * g.kernelW + kj
-                let dst = col + row * P
-                let offW = kj * g.dilationW - g.padW
-                let (lo, hi) = validOutputRange(offset: offW, stride: sw, size: W, count: OW)
-                for oh in 0..<OH {
-                    let ih = oh * sh + offH
-                    let d = dst + oh * OW
-                    if ih < 0 || ih >= H {
-                        d.update(repeating: 0, count: OW)
-                        continue
-                    }
-                    let base = ih * W + offW
-                    for ow in 0..<lo { d[ow] = 0 }
-                    if sw == 1 {
-                        if hi > lo { (d + lo).update(from: plane + (base + lo), count: hi - lo) }
-                    } else {
-                        for ow in lo..<hi { d[ow] = plane[base + ow * sw] }
-                    }
-                    for ow in hi..<OW { d[ow] = 0 }
-                }
-            }
-        }
-    }
-}
-
-/// Channels `range` of `col2im` (accumulating into those channel planes only).
-@inlinable
-func col2imChannels<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, _ g: Conv2dGeometry,
-                                            _ image: UnsafeMutablePointer<T>, channels range: Range<Int>) {
-    let H = g.height, W = g.width, OH = g.outH, OW = g.outW, P = OH * OW
-    let sh = g.strideH, sw = g.strideW
-    for c in range {
-        let plane = image + c * H * W
-        for ki in 0..<g.kernelH {
-            let offH = ki * g.dilationH - g.padH
-            for kj in 0..<g.kernelW {
-                let row = (c * g.kernelH + ki) * g.kernelW + kj
-                let src = col + row * P
-                let offW = kj * g.dilationW - g.padW
-                let (lo, hi) = validOutputRange(offset: offW, stride: sw, size: W, count: OW)
-                for oh in 0..<OH {
-                    let ih = oh * sh + offH
-                    if ih < 0 || ih >= H { continue }
-                    let s = src + oh * OW
-                    let base = ih * W + offW
-                    if sw == 1 {
-                        // Unit stride: a contiguous row add the compiler vectorises.
-                        let d = plane + (base + lo), e = s + lo
-                        for t in 0..<(hi - lo) { d[t] += e[t] }
-                    } else {
-                        for ow in lo..<hi { plane[base + ow * sw] += s[ow] }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Unfolds one image `[channels, height, width]` (dense) into the im2col matrix
-/// `[channels·kh·kw, outH·outW]` (dense, row-major); padding reads as zero.
-///
-/// Rows are channel-major then kernel row then kernel column, matching a weight
-/// `[O, channels, kh, kw]` flattened to `[O, channels·kh·kw]`. O(channels·kh·kw·outH·outW).
-/// Single-threaded: it is memory-bound and measured at under a tenth of the GEMM time it
-/// feeds (OpenBLAS threads the GEMM), so splitting it over threads did not pay.
-@inlinable
-public func im2col<T: BinaryFloatingPoint>(_ image: UnsafePointer<T>, geometry: Conv2dGeometry, _ col: UnsafeMutablePointer<T>) {
-    im2colChannels(image, geometry, col, channels: 0..<geometry.channels)
-}
-
-/// Folds an im2col matrix `[channels·kh·kw, outH·outW]` back onto an image
-/// `[channels, height, width]`, adding every column entry to the pixel it was read
-/// from (entries that came from padding are dropped). The adjoint of `im2col`.
-///
-/// Accumulates: zero `image` first for a plain fold.
-@inlinable
-public func col2im<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, geometry: Conv2dGeometry, _ image: UnsafeMutablePointer<T>) {
-    col2imChannels(col, geometry, image, channels: 0..<geometry.channels)
-}
-
-/// Elements of scratch space the conv2d kernels need: one group's im2col matrix
-/// (`(channels/groups)·kh·kw·outH·outW`), or 0 for pointwise convolutions.
-@inlinable
-public func conv2dWorkspaceCount(geometry: Conv2dGeometry, groups: Int) -> Int {
-    if geometry.isPointwise { return 0 }
-    return (geometry.channels / groups) * geometry.kernelH * geometry.kernelW * geometry.colCols
-}
-
-@inlinable
-func conv2dCheck(_ geometry: Conv2dGeometry, outChannels: Int, groups: Int, workspace: UnsafeMutableRawPointer?, _ name: String) {
-    precondition(groups >= 1 && geometry.channels % groups == 0 && outChannels % groups == 0,
-                 "\(name): channels \(geometry.channels) and outChannels \(outChannels) must be divisible by groups \(groups)")
-    precondition(workspace != nil || conv2dWorkspaceCount(geometry: geometry, groups: groups) == 0,
-                 "\(name): a workspace of conv2dWorkspaceCount elements is required")
-}
+// MARK: - Convolution
 
 /// Forward 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
 ///
@@ -196,42 +24,226 @@ func conv2dCheck(_ geometry: Conv2dGeometry, outChannels: Int, groups: Int, work
 /// `[outChannels, C/groups, kh, kw]`, `bias` `[outChannels]` or nil; writes dense
 /// `output [batch, outChannels, outH, outW]`:
 /// `y[n, o, i, j] = b[o] + Σ_{c, p, q} w[o, c, p, q] · x[n, g·C/groups + c, i·sh − ph + p·dh, j·sw − pw + q·dw]`
-/// where g is o's group. `workspace` holds `conv2dWorkspaceCount` elements (nil allowed
-/// when that is 0). Cost: batch·groups GEMMs of (O/g) x K x P plus im2col.
+/// where g is o's group.
+///
+/// Per chunk of images (see `Conv2dPlan`) and group: im2col of every image side by side
+/// into `[K, nChunk·P]` (K = (C/groups)·kh·kw, P = outH·outW), one GEMM
+/// `W_g [O/groups, K] x col` into the workspace, then a scatter (plus bias) into NCHW.
+/// A chunk of one image runs its GEMM straight into `output` (pointwise convolutions then
+/// skip im2col). `workspace` holds `conv2dWorkspaceCount` elements for `plan` (nil
+/// allowed when that is 0). Cost: ⌈batch/chunk⌉·groups GEMMs of (O/g) x K x (chunk·P),
+/// plus im2col and the scatter.
 @inlinable
 public func conv2dForward<T: GemmScalar>(
     input: UnsafePointer<T>, weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
     output: UnsafeMutablePointer<T>, batch: Int, outChannels: Int, groups: Int,
-    geometry: Conv2dGeometry, workspace: UnsafeMutablePointer<T>?
+    geometry: Conv2dGeometry, plan: Conv2dPlan = Conv2dPlan(), workspace: UnsafeMutablePointer<T>?
 ) {
-    conv2dCheck(geometry, outChannels: outChannels, groups: groups, workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dForward")
-    let C = geometry.channels, cg = C / groups, og = outChannels / groups
-    var gg = geometry
-    gg.channels = cg
-    let K = gg.colRows, P = gg.colCols, HW = geometry.height * geometry.width
+    conv2dCheck(geometry, outChannels: outChannels, groups: groups, plan: plan,
+                workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dForward")
+    let z = Conv2dSizes(geometry, outChannels: outChannels, groups: groups)
+    let workers = max(1, min(plan.threads, batch))
+    let perWorker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,
+                                          imagesPerChunk: plan.imagesPerChunk)
+    conv2dRunWorkers(batch: batch, workers: workers) { w, images in
+        conv2dForwardImages(input: input, weight: weight, bias: bias, output: output, images: images, z,
+                            imagesPerChunk: plan.imagesPerChunk, parallel: workers == 1,
+                            workspace: workspace.map { $0 + w * perWorker })
+    }
+}
+
+/// `conv2dForward` over the images `images` of the batch, on one worker.
+@inlinable
+func conv2dForwardImages<T: GemmScalar>(
+    input: UnsafePointer<T>, weight: UnsafePointer<T>, bias: UnsafePointer<T>?, output: UnsafeMutablePointer<T>,
+    images: Range<Int>, _ z: Conv2dSizes, imagesPerChunk: Int, parallel: Bool, workspace: UnsafeMutablePointer<T>?
+) {
+    let (C, cg, O, og, K, P, HW) = (z.C, z.cg, z.O, z.og, z.K, z.P, z.HW)
+    let gg = z.group
     let pointwise = gg.isPointwise
     let rowMajorK = BlasOperand(transposed: false, leadingDimension: max(K, 1))
-    let rowMajorP = BlasOperand(transposed: false, leadingDimension: max(P, 1))
-    for n in 0..<batch {
-        for g in 0..<groups {
-            let img = input + (n * C + g * cg) * HW
-            let col: UnsafePointer<T>
-            if pointwise {
-                col = img
+    let chunk = max(1, imagesPerChunk)
+    var n0 = images.lowerBound
+    while n0 < images.upperBound {
+        let nb = min(chunk, images.upperBound - n0)
+        if nb == 1 {
+            // One image: GEMM straight into the output.
+            let rowMajorP = BlasOperand(transposed: false, leadingDimension: max(P, 1))
+            for g in 0..<z.groups {
+                let img = input + (n0 * C + g * cg) * HW
+                let col: UnsafePointer<T>
+                if pointwise {
+                    col = img
+                } else {
+                    im2col(img, geometry: gg, workspace!)
+                    col = UnsafePointer(workspace!)
+                }
+                T.gemm(m: og, n: P, k: K, alpha: 1, a: weight + g * og * K, aOp: rowMajorK, b: col, bOp: rowMajorP,
+                       beta: 0, c: output + (n0 * O + g * og) * P, ldc: max(P, 1))
+            }
+            if let bias {
+                for o in 0..<O {
+                    let b = bias[o]
+                    let row = output + (n0 * O + o) * P
+                    for i in 0..<P { row[i] += b }
+                }
+            }
+        } else {
+            let ld = nb * P
+            let col = workspace!, result = workspace! + K * ld
+            let ldOp = BlasOperand(transposed: false, leadingDimension: ld)
+            for g in 0..<z.groups {
+                let first = input + (n0 * C + g * cg) * HW
+                conv2dForEachImage(nb, elementsPerImage: K * P, parallel: parallel) { i in
+                    im2colChannels(first + i * C * HW, gg, col + i * P, ld: ld, channels: 0..<cg)
+                }
+                T.gemm(m: og, n: ld, k: K, alpha: 1, a: weight + g * og * K, aOp: rowMajorK, b: col, bOp: ldOp,
+                       beta: 0, c: result, ldc: ld)
+                // Scatter [og, nb·P] into images n0..<n0+nb, channels g·og..<(g+1)·og, adding the bias.
+                let out0 = output + (n0 * O + g * og) * P
+                conv2dForEachImage(nb, elementsPerImage: og * P, parallel: parallel) { i in
+                    for o in 0..<og {
+                        let src = result + o * ld + i * P, dst = out0 + i * O * P + o * P
+                        if let bias {
+                            let b = bias[g * og + o]
+                            for t in 0..<P { dst[t] = src[t] + b }
+                        } else {
+                            dst.update(from: src, count: P)
+                        }
+                    }
+                }
+            }
+        }
+        n0 += nb
+    }
+}
+
+/// Gradients of `conv2dForward` with respect to its input and/or its weight, sharing
+/// one pass over the output gradient.
+///
+/// `gradOutput` dense `[batch, outChannels, outH, outW]`. When `gradInput` is given,
+/// `weight` (dense `[outChannels, C/groups, kh, kw]`) must be too, and `gradInput`
+/// (dense `[batch, C, H, W]`) is overwritten with `col2im(W_gᵀ · gradOutput_g)` per image
+/// and group. When `gradWeight` is given, `input` (dense `[batch, C, H, W]`) must be too,
+/// and `gradWeight` (dense `[outChannels, C/groups, kh, kw]`) is overwritten with
+/// `Σ_n gradOutput_{n,g} · col_{n,g}ᵀ` (zeros when batch is 0). The bias gradient is the
+/// sum of `gradOutput` over batch and space, left to the caller.
+///
+/// Per chunk of images (see `Conv2dPlan`) and group: the output gradient is gathered into
+/// `[O/groups, nChunk·P]`, then one GEMM against the chunk's im2col matrix accumulates
+/// the weight gradient, and one GEMM `W_gᵀ x gradOutput` yields the chunk's column
+/// gradient, folded back per image by col2im. Workers after the first accumulate their
+/// weight gradient in the workspace, summed at the end. `workspace` holds
+/// `conv2dWorkspaceCount` elements for `plan` (nil allowed when that is 0).
+@inlinable
+public func conv2dBackward<T: GemmScalar>(
+    input: UnsafePointer<T>?, weight: UnsafePointer<T>?, gradOutput: UnsafePointer<T>,
+    gradInput: UnsafeMutablePointer<T>?, gradWeight: UnsafeMutablePointer<T>?,
+    batch: Int, outChannels: Int, groups: Int, geometry: Conv2dGeometry, plan: Conv2dPlan = Conv2dPlan(),
+    workspace: UnsafeMutablePointer<T>?
+) {
+    conv2dCheck(geometry, outChannels: outChannels, groups: groups, plan: plan,
+                workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dBackward")
+    precondition(gradInput == nil || weight != nil, "conv2dBackward: gradInput needs the weight")
+    precondition(gradWeight == nil || input != nil, "conv2dBackward: gradWeight needs the input")
+    let z = Conv2dSizes(geometry, outChannels: outChannels, groups: groups)
+    let weightCount = z.O * z.K
+    if batch == 0 {
+        gradWeight?.update(repeating: 0, count: weightCount)
+        return
+    }
+    let workers = max(1, min(plan.threads, batch))
+    let perWorker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,
+                                          imagesPerChunk: plan.imagesPerChunk)
+    // Weight-gradient partial sums of workers 1... sit after all workers' scratch.
+    let partials = workspace.map { $0 + plan.threads * perWorker }
+    conv2dRunWorkers(batch: batch, workers: workers) { w, images in
+        conv2dBackwardImages(input: input, weight: weight, gradOutput: gradOutput, gradInput: gradInput,
+                             gradWeight: gradWeight.map { w == 0 ? $0 : partials! + (w - 1) * weightCount },
+                             images: images, z, imagesPerChunk: plan.imagesPerChunk, parallel: workers == 1,
+                             workspace: workspace.map { $0 + w * perWorker })
+    }
+    if let gradWeight, workers > 1 {
+        for w in 1..<workers {
+            let part = partials! + (w - 1) * weightCount
+            for i in 0..<weightCount { gradWeight[i] += part[i] }
+        }
+    }
+}
+
+/// `conv2dBackward` over the images `images` of the batch, on one worker; `gradWeight`
+/// receives this worker's sum (overwritten).
+@inlinable
+func conv2dBackwardImages<T: GemmScalar>(
+    input: UnsafePointer<T>?, weight: UnsafePointer<T>?, gradOutput: UnsafePointer<T>,
+    gradInput: UnsafeMutablePointer<T>?, gradWeight: UnsafeMutablePointer<T>?,
+    images: Range<Int>, _ z: Conv2dSizes, imagesPerChunk: Int, parallel: Bool, workspace: UnsafeMutablePointer<T>?
+) {
+    let (C, cg, O, og, K, P, HW) = (z.C, z.cg, z.O, z.og, z.K, z.P, z.HW)
+    let gg = z.group
+    let pointwise = gg.isPointwise
+    let chunk = max(1, imagesPerChunk)
+    let weightT = BlasOperand(transposed: true, leadingDimension: max(K, 1))
+    var n0 = images.lowerBound
+    while n0 < images.upperBound {
+        let nb = min(chunk, images.upperBound - n0)
+        let ld = nb == 1 ? max(P, 1) : nb * P
+        let rowMajor = BlasOperand(transposed: false, leadingDimension: ld)
+        let transposed = BlasOperand(transposed: true, leadingDimension: ld)
+        // nb == 1: the workspace is one col matrix; else col [K, ld] then the gathered gradOutput [og, ld].
+        let col = workspace, gathered = workspace.map { $0 + K * ld }
+        for g in 0..<z.groups {
+            let gOut0 = gradOutput + (n0 * O + g * og) * P
+            let gOut: UnsafePointer<T>
+            if nb == 1 {
+                gOut = gOut0
             } else {
-                im2col(img, geometry: gg, workspace!)
-                col = UnsafePointer(workspace!)
+                let dst = gathered!
+                conv2dForEachImage(nb, elementsPerImage: og * P, parallel: parallel) { i in
+                    for o in 0..<og { (dst + o * ld + i * P).update(from: gOut0 + i * O * P + o * P, count: P) }
+                }
+                gOut = UnsafePointer(dst)
             }
-            T.gemm(m: og, n: P, k: K, alpha: 1, a: weight + g * og * K, aOp: rowMajorK, b: col, bOp: rowMajorP,
-                   beta: 0, c: output + (n * outChannels + g * og) * P, ldc: max(P, 1))
-        }
-        if let bias {
-            for o in 0..<outChannels {
-                let b = bias[o]
-                let row = output + (n * outChannels + o) * P
-                for i in 0..<P { row[i] += b }
+            if let gradWeight, let input {
+                let first = input + (n0 * C + g * cg) * HW
+                let colMatrix: UnsafePointer<T>
+                if nb == 1 && pointwise {
+                    colMatrix = first
+                } else if nb == 1 {
+                    im2col(first, geometry: gg, col!)
+                    colMatrix = UnsafePointer(col!)
+                } else {
+                    let dst = col!
+                    conv2dForEachImage(nb, elementsPerImage: K * P, parallel: parallel) { i in
+                        im2colChannels(first + i * C * HW, gg, dst + i * P, ld: ld, channels: 0..<cg)
+                    }
+                    colMatrix = UnsafePointer(dst)
+                }
+                T.gemm(m: og, n: K, k: nb * P, alpha: 1, a: gOut, aOp: rowMajor, b: colMatrix, bOp: transposed,
+                       beta: n0 == images.lowerBound ? 0 : 1, c: gradWeight + g * og * K, ldc: max(K, 1))
+            }
+            if let gradInput, let weight {
+                let first = gradInput + (n0 * C + g * cg) * HW
+                let w = weight + g * og * K
+                if nb == 1 && pointwise {
+                    T.gemm(m: K, n: P, k: og, alpha: 1, a: w, aOp: weightT, b: gOut, bOp: rowMajor, beta: 0, c: first, ldc: ld)
+                } else {
+                    let dst = col!
+                    T.gemm(m: K, n: ld, k: og, alpha: 1, a: w, aOp: weightT, b: gOut, bOp: rowMajor, beta: 0, c: dst, ldc: ld)
+                    let src = UnsafePointer(dst)
+                    conv2dForEachImage(nb, elementsPerImage: K * P, parallel: parallel) { i in
+                        let img = first + i * C * HW
+                        if pointwise {
+                            for c in 0..<cg { (img + c * HW).update(from: src + c * ld + i * P, count: HW) }
+                        } else {
+                            img.update(repeating: 0, count: cg * HW)
+                            col2imChannels(src + i * P, gg, ld: ld, img, channels: 0..<cg, clobberColumn: true)
+                        }
+                    }
+                }
             }
         }
+        n0 += nb
     }
 }
 
@@ -239,71 +251,31 @@ public func conv2dForward<T: GemmScalar>(
 ///
 /// `gradOutput` dense `[batch, outChannels, outH, outW]`, `weight` dense
 /// `[outChannels, C/groups, kh, kw]`; writes (overwrites) dense `gradInput [batch, C, H, W]`
-/// as `col2im(W_gᵀ · gradOutput_g)` per image and group.
+/// as `col2im(W_gᵀ · gradOutput_g)` per image and group. See `conv2dBackward`.
 @inlinable
 public func conv2dBackwardData<T: GemmScalar>(
     gradOutput: UnsafePointer<T>, weight: UnsafePointer<T>, gradInput: UnsafeMutablePointer<T>,
-    batch: Int, outChannels: Int, groups: Int, geometry: Conv2dGeometry, workspace: UnsafeMutablePointer<T>?
+    batch: Int, outChannels: Int, groups: Int, geometry: Conv2dGeometry, plan: Conv2dPlan = Conv2dPlan(),
+    workspace: UnsafeMutablePointer<T>?
 ) {
-    conv2dCheck(geometry, outChannels: outChannels, groups: groups, workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dBackwardData")
-    let C = geometry.channels, cg = C / groups, og = outChannels / groups
-    var gg = geometry
-    gg.channels = cg
-    let K = gg.colRows, P = gg.colCols, HW = geometry.height * geometry.width
-    let pointwise = gg.isPointwise
-    let weightT = BlasOperand(transposed: true, leadingDimension: max(K, 1))
-    let rowMajorP = BlasOperand(transposed: false, leadingDimension: max(P, 1))
-    if !pointwise { gradInput.update(repeating: 0, count: batch * C * HW) }
-    for n in 0..<batch {
-        for g in 0..<groups {
-            let gOut = gradOutput + (n * outChannels + g * og) * P
-            let gIn = gradInput + (n * C + g * cg) * HW
-            let w = weight + g * og * K
-            if pointwise {
-                T.gemm(m: K, n: P, k: og, alpha: 1, a: w, aOp: weightT, b: gOut, bOp: rowMajorP, beta: 0, c: gIn, ldc: max(P, 1))
-            } else {
-                T.gemm(m: K, n: P, k: og, alpha: 1, a: w, aOp: weightT, b: gOut, bOp: rowMajorP, beta: 0, c: workspace!, ldc: max(P, 1))
-                col2im(UnsafePointer(workspace!), geometry: gg, gIn)
-            }
-        }
-    }
+    conv2dBackward(input: nil, weight: weight, gradOutput: gradOutput, gradInput: gradInput, gradWeight: nil,
+                   batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
+                   plan: plan, workspace: workspace)
 }
 
 /// Gradient of `conv2dForward` with respect to its weight.
 ///
 /// `input` dense `[batch, C, H, W]`, `gradOutput` dense `[batch, outChannels, outH, outW]`;
 /// writes (overwrites) dense `gradWeight [outChannels, C/groups, kh, kw]` as
-/// `Σ_n gradOutput_{n,g} · col_{n,g}ᵀ` (zeros when batch is 0). The bias gradient is
-/// the sum of `gradOutput` over batch and space, left to the caller.
+/// `Σ_n gradOutput_{n,g} · col_{n,g}ᵀ` (zeros when batch is 0). See `conv2dBackward`.
 @inlinable
 public func conv2dBackwardWeight<T: GemmScalar>(
     input: UnsafePointer<T>, gradOutput: UnsafePointer<T>, gradWeight: UnsafeMutablePointer<T>,
-    batch: Int, outChannels: Int, groups: Int, geometry: Conv2dGeometry, workspace: UnsafeMutablePointer<T>?
+    batch: Int, outChannels: Int, groups: Int, geometry: Conv2dGeometry, plan: Conv2dPlan = Conv2dPlan(),
+    workspace: UnsafeMutablePointer<T>?
 ) {
-    conv2dCheck(geometry, outChannels: outChannels, groups: groups, workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dBackwardWeight")
-    let C = geometry.channels, cg = C / groups, og = outChannels / groups
-    var gg = geometry
-    gg.channels = cg
-    let K = gg.colRows, P = gg.colCols, HW = geometry.height * geometry.width
-    let pointwise = gg.isPointwise
-    let rowMajorP = BlasOperand(transposed: false, leadingDimension: max(P, 1))
-    let colT = BlasOperand(transposed: true, leadingDimension: max(P, 1))
-    if batch == 0 {
-        gradWeight.update(repeating: 0, count: outChannels * K)
-        return
-    }
-    for n in 0..<batch {
-        for g in 0..<groups {
-            let img = input + (n * C + g * cg) * HW
-            let col: UnsafePointer<T>
-            if pointwise {
-                col = img
-            } else {
-                im2col(img, geometry: gg, workspace!)
-                col = UnsafePointer(workspace!)
-            }
-            T.gemm(m: og, n: K, k: P, alpha: 1, a: gradOutput + (n * outChannels + g * og) * P, aOp: rowMajorP,
-                   b: col, bOp: colT, beta: n == 0 ? 0 : 1, c: gradWeight + g * og * K, ldc: max(K, 1))
-        }
-    }
+    conv2dBackward(input: input, weight: nil, gradOutput: gradOutput, gradInput: nil, gradWeight: gradWeight,
+                   batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
+                   plan: plan, workspace: workspace)
 }
+

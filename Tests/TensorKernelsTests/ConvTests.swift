@@ -118,6 +118,15 @@ final class ConvTests: XCTestCase {
         ConvCase(n: 3, c: 2, h: 11, w: 9, o: 3, kernel: (2, 4), stride: (3, 1), padding: (0, 2), dilation: (1, 3)),
         ConvCase(n: 1, c: 2, h: 8, w: 8, o: 2, kernel: (3, 3), stride: (4, 4), padding: (1, 1)),      // stride > kernel
         ConvCase(n: 1, c: 16, h: 32, w: 32, o: 8, kernel: (3, 3), padding: (1, 1)),                  // parallel im2col
+        // "Same" convolutions (output width = input width, stride 1): the contiguous-run paths.
+        ConvCase(n: 5, c: 3, h: 6, w: 7, o: 4, kernel: (3, 5), padding: (1, 2)),
+        ConvCase(n: 3, c: 2, h: 7, w: 5, o: 2, kernel: (3, 3), padding: (2, 2), dilation: (2, 2)),
+        ConvCase(n: 2, c: 2, h: 2, w: 2, o: 3, kernel: (5, 5), padding: (2, 2)),                      // taps with no valid row
+        ConvCase(n: 4, c: 4, h: 5, w: 6, o: 6, kernel: (3, 3), padding: (1, 1), groups: 2),
+        ConvCase(n: 3, c: 1, h: 1, w: 9, o: 2, kernel: (1, 3), padding: (0, 1)),
+        ConvCase(n: 5, c: 4, h: 3, w: 4, o: 6, kernel: (1, 1), groups: 2),                            // grouped pointwise, chunks
+        ConvCase(n: 7, c: 3, h: 9, w: 9, o: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
+        ConvCase(n: 4, c: 8, h: 24, w: 24, o: 4, kernel: (3, 3), padding: (1, 1)),                   // images over threads
     ]
 
     func testIm2colMatchesDefinition() {
@@ -184,8 +193,13 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// Runs the three kernels for one case in `T` and returns (y, gradInput, gradWeight) as Double.
-    func runKernels<T: GemmScalar>(_ cs: ConvCase, _: T.Type, x: [Double], w: [Double], bias: [Double]?, gy: [Double])
+    /// Runs the kernels for one case in `T` under `plan` and returns
+    /// (y, gradInput, gradWeight) as Double. The gradients come from the separate entry
+    /// points and are checked against the combined `conv2dBackward` (same plan).
+    /// Buffers (workspace included) start as NaN with a NaN sentinel past the end, so a
+    /// read of unwritten scratch or a write past any buffer shows.
+    func runKernels<T: GemmScalar>(_ cs: ConvCase, _: T.Type, x: [Double], w: [Double], bias: [Double]?, gy: [Double],
+                                   plan: Conv2dPlan = Conv2dPlan(), file: StaticString = #filePath, line: UInt = #line)
         -> ([Double], [Double], [Double]) {
         let g = cs.geometry
         // One spare element each so empty buffers still have a base address.
@@ -193,33 +207,58 @@ final class ConvTests: XCTestCase {
         var y = [T](repeating: .nan, count: cs.outputCount + 1)
         var gx = [T](repeating: .nan, count: cs.inputCount + 1)
         var gw = [T](repeating: .nan, count: cs.weightCount + 1)
-        var ws = [T](repeating: .nan, count: max(conv2dWorkspaceCount(geometry: g, groups: cs.groups), 1))
+        var gx2 = gx, gw2 = gw
+        let wsCount = conv2dWorkspaceCount(geometry: g, outChannels: cs.o, groups: cs.groups, plan: plan)
+        var ws = [T](repeating: .nan, count: wsCount + 1)
         xt.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in gyt.withUnsafeBufferPointer { gp in
             ws.withUnsafeMutableBufferPointer { wsp in
-                let work = conv2dWorkspaceCount(geometry: g, groups: cs.groups) == 0 ? nil : wsp.baseAddress
+                let work = wsCount == 0 ? nil : wsp.baseAddress
                 y.withUnsafeMutableBufferPointer { yp in
                     if let bt {
                         bt.withUnsafeBufferPointer { bp in
                             conv2dForward(input: xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!, output: yp.baseAddress!,
-                                          batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                                          batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                          workspace: work)
                         }
                     } else {
                         conv2dForward(input: xp.baseAddress!, weight: wp.baseAddress!, bias: nil, output: yp.baseAddress!,
-                                      batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                                      batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                      workspace: work)
                     }
                 }
                 gx.withUnsafeMutableBufferPointer { gxp in
                     conv2dBackwardData(gradOutput: gp.baseAddress!, weight: wp.baseAddress!, gradInput: gxp.baseAddress!,
-                                       batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                                       batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                       workspace: work)
                 }
                 gw.withUnsafeMutableBufferPointer { gwp in
                     conv2dBackwardWeight(input: xp.baseAddress!, gradOutput: gp.baseAddress!, gradWeight: gwp.baseAddress!,
-                                         batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, workspace: work)
+                                         batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                         workspace: work)
                 }
+                gx2.withUnsafeMutableBufferPointer { gxp in gw2.withUnsafeMutableBufferPointer { gwp in
+                    conv2dBackward(input: xp.baseAddress!, weight: wp.baseAddress!, gradOutput: gp.baseAddress!,
+                                   gradInput: gxp.baseAddress!, gradWeight: gwp.baseAddress!,
+                                   batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                   workspace: work)
+                } }
             }
         } } }
-        XCTAssertTrue(y.last!.isNaN && gx.last!.isNaN && gw.last!.isNaN, "kernels wrote past the end: \(cs)")
-        return (y.dropLast().map { Double($0) }, gx.dropLast().map { Double($0) }, gw.dropLast().map { Double($0) })
+        XCTAssertTrue(y.last!.isNaN && gx.last!.isNaN && gw.last!.isNaN && gx2.last!.isNaN && gw2.last!.isNaN && ws.last!.isNaN,
+                      "kernels wrote past the end: \(cs) \(plan)", file: file, line: line)
+        let (gxd, gwd) = (gx.dropLast().map { Double($0) }, gw.dropLast().map { Double($0) })
+        assertClose(gx2.dropLast().map { Double($0) }, gxd, tol: 0, "combined gradInput \(cs) \(plan)", file: file, line: line)
+        assertClose(gw2.dropLast().map { Double($0) }, gwd, tol: 0, "combined gradWeight \(cs) \(plan)", file: file, line: line)
+        return (y.dropLast().map { Double($0) }, gxd, gwd)
+    }
+
+    /// Plans worth trying for a batch of `n`: one image per GEMM; chunks of 2 and 3 (which
+    /// need not divide the batch), of the whole batch and of more than the batch (clamped);
+    /// 2 and 3 workers (more workers than images included), alone and with chunks.
+    static func plans(_ n: Int) -> [Conv2dPlan] {
+        let chunks = Array(Set([1, 2, 3, max(n, 1), n + 4])).sorted()
+        return chunks.map { Conv2dPlan(imagesPerChunk: $0) }
+            + [Conv2dPlan(threads: 2), Conv2dPlan(threads: 3), Conv2dPlan(imagesPerChunk: 2, threads: 2)]
     }
 
     func testConvKernelsMatchDirectLoops() {
@@ -227,23 +266,134 @@ final class ConvTests: XCTestCase {
         for cs in Self.cases {
             let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount)
             let bias = rng.array(cs.o)
-            for b in [nil, bias] {
-                let (y, gx, gw) = runKernels(cs, Double.self, x: x, w: w, bias: b, gy: gy)
-                assertClose(y, cs.naiveForward(x, w, b), tol: 1e-12, "forward \(cs) bias \(b != nil)")
-                assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-12, "gradInput \(cs)")
-                assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-12, "gradWeight \(cs)")
+            let (ey, egx, egw) = (cs.naiveForward(x, w, bias), cs.naiveGradInput(gy, w), cs.naiveGradWeight(x, gy))
+            let eyNoBias = cs.naiveForward(x, w, nil)
+            for plan in Self.plans(cs.n) {
+                for b in [nil, bias] {
+                    let (y, gx, gw) = runKernels(cs, Double.self, x: x, w: w, bias: b, gy: gy, plan: plan)
+                    assertClose(y, b == nil ? eyNoBias : ey, tol: 1e-12, "forward \(cs) \(plan) bias \(b != nil)")
+                    assertClose(gx, egx, tol: 1e-12, "gradInput \(cs) \(plan)")
+                    assertClose(gw, egw, tol: 1e-12, "gradWeight \(cs) \(plan)")
+                }
             }
         }
     }
 
     func testConvKernelsInFloat32() {
         var rng = ConvPoolRNG(seed: 14)
-        for cs in [Self.cases[1], Self.cases[3], Self.cases[6], Self.cases[17]] {
+        for cs in [Self.cases[1], Self.cases[3], Self.cases[6], Self.cases[17], Self.cases[18], Self.cases[24]] {
             let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount), b = rng.array(cs.o)
-            let (y, gx, gw) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy)
-            assertClose(y, cs.naiveForward(x, w, b), tol: 1e-4, "forward f32 \(cs)")
-            assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-4, "gradInput f32 \(cs)")
-            assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-4, "gradWeight f32 \(cs)")
+            for plan in [Conv2dPlan(), Conv2dPlan(imagesPerChunk: 2), Conv2dPlan(imagesPerChunk: cs.n), Conv2dPlan(threads: 2)] {
+                let (y, gx, gw) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy, plan: plan)
+                assertClose(y, cs.naiveForward(x, w, b), tol: 1e-4, "forward f32 \(cs) \(plan)")
+                assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-4, "gradInput f32 \(cs) \(plan)")
+                assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-4, "gradWeight f32 \(cs) \(plan)")
+            }
+        }
+    }
+
+    /// `conv2dBackward` with only one of the two gradients asked for leaves the other
+    /// buffer alone and needs only the operand that gradient reads.
+    func testCombinedBackwardComputesOnlyWhatIsAsked() {
+        var rng = ConvPoolRNG(seed: 15)
+        let cs = ConvCase(n: 5, c: 4, h: 6, w: 6, o: 6, kernel: (3, 3), padding: (1, 1), groups: 2)
+        let g = cs.geometry
+        let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount)
+        for plan in [Conv2dPlan(), Conv2dPlan(imagesPerChunk: 2), Conv2dPlan(imagesPerChunk: 5), Conv2dPlan(threads: 2)] {
+            var ws = [Double](repeating: .nan, count: conv2dWorkspaceCount(geometry: g, outChannels: cs.o, groups: cs.groups, plan: plan))
+            var gx = [Double](repeating: .nan, count: cs.inputCount)
+            var gw = [Double](repeating: .nan, count: cs.weightCount)
+            ws.withUnsafeMutableBufferPointer { wsp in
+                gx.withUnsafeMutableBufferPointer { gxp in
+                    conv2dBackward(input: nil, weight: w, gradOutput: gy, gradInput: gxp.baseAddress!, gradWeight: nil,
+                                   batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                   workspace: wsp.baseAddress)
+                }
+                gw.withUnsafeMutableBufferPointer { gwp in
+                    conv2dBackward(input: x, weight: nil, gradOutput: gy, gradInput: nil, gradWeight: gwp.baseAddress!,
+                                   batch: cs.n, outChannels: cs.o, groups: cs.groups, geometry: g, plan: plan,
+                                   workspace: wsp.baseAddress)
+                }
+            }
+            assertClose(gx, cs.naiveGradInput(gy, w), tol: 1e-12, "gradInput only, \(plan)")
+            assertClose(gw, cs.naiveGradWeight(x, gy), tol: 1e-12, "gradWeight only, \(plan)")
+        }
+    }
+
+    func testPlanFitsTheBudgetAndBalancesTheBatch() {
+        // convnet-bn's second layer: K = 288, O = 32, P = 784 → (288 + 32)·784·4 bytes per image.
+        let g = Conv2dGeometry(channels: 32, height: 28, width: 28, kernel: (3, 3), padding: (1, 1))
+        let perImage = (288 + 32) * 784
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, outChannels: 32, groups: 1, plan: Conv2dPlan(imagesPerChunk: 3)), 3 * perImage)
+        func plan(_ batch: Int, _ budget: Int) -> Conv2dPlan {
+            Conv2dPlan(geometry: g, outChannels: 32, groups: 1, batch: batch, elementSize: 4, budgetBytes: budget)
+        }
+        for (batch, budget) in [(128, 4 << 20), (128, 16 << 20), (10, 1 << 30), (7, 3 * perImage * 4), (128, 1), (1, 1 << 30), (0, 1 << 30)] {
+            let p = plan(batch, budget)
+            XCTAssertEqual(p.threads, 1, "a large layer runs its GEMMs on OpenBLAS's threads")
+            XCTAssertGreaterThanOrEqual(p.imagesPerChunk, 1, "batch \(batch) budget \(budget)")
+            XCTAssertLessThanOrEqual(p.imagesPerChunk, max(batch, 1), "batch \(batch) budget \(budget)")
+            if p.imagesPerChunk > 1 {
+                XCTAssertLessThanOrEqual(conv2dWorkspaceCount(geometry: g, outChannels: 32, groups: 1, plan: p) * 4, budget)
+            }
+            // Balanced: the chunks of the batch differ by less than the chunk count.
+            if batch > 0 {
+                let chunks = (batch + p.imagesPerChunk - 1) / p.imagesPerChunk
+                XCTAssertLessThan(chunks * p.imagesPerChunk - batch, chunks, "batch \(batch) budget \(budget): \(p)")
+            }
+        }
+        XCTAssertEqual(plan(10, 1 << 30).imagesPerChunk, 10)
+        XCTAssertEqual(plan(7, 3 * perImage * 4).imagesPerChunk, 3)
+        XCTAssertEqual(plan(8, 3 * perImage * 4).imagesPerChunk, 3)
+        XCTAssertEqual(plan(9, 5 * perImage * 4).imagesPerChunk, 5)   // 5 + 4, not 5 + 5
+        XCTAssertEqual(plan(128, 1), Conv2dPlan())
+        XCTAssertEqual(plan(1, 1 << 30), Conv2dPlan())
+
+        // LeNet's layers: per-image GEMMs of at most 2^18 multiply-adds go image-parallel.
+        let lenet1 = Conv2dGeometry(channels: 1, height: 28, width: 28, kernel: (5, 5), padding: (2, 2))   // 6·25·784
+        let p1 = Conv2dPlan(geometry: lenet1, outChannels: 6, groups: 1, batch: 64, elementSize: 4, maxThreads: 2)
+        XCTAssertEqual(p1, Conv2dPlan(imagesPerChunk: 1, threads: 2))
+        XCTAssertEqual(Conv2dPlan(geometry: lenet1, outChannels: 6, groups: 1, batch: 64, elementSize: 4, maxThreads: 1).threads, 1)
+        XCTAssertEqual(Conv2dPlan(geometry: lenet1, outChannels: 6, groups: 1, batch: 1, elementSize: 4, maxThreads: 2), Conv2dPlan())
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: lenet1, outChannels: 6, groups: 1, plan: p1), 2 * 25 * 784 + 6 * 25)
+    }
+
+    /// im2col / col2im with a row stride wider than one image write and read only their
+    /// own columns (how the kernels lay several images side by side).
+    func testIm2colAndCol2imWithLeadingDimension() {
+        var rng = ConvPoolRNG(seed: 16)
+        for cs in [Self.cases[1], Self.cases[2], Self.cases[18], Self.cases[19]] {
+            let g = cs.geometry
+            let (rows, P) = (g.colRows, g.colCols)
+            let image = rng.array(cs.c * cs.h * cs.w)
+            var dense = [Double](repeating: .nan, count: rows * P)
+            image.withUnsafeBufferPointer { ip in dense.withUnsafeMutableBufferPointer { cp in
+                im2col(ip.baseAddress!, geometry: g, cp.baseAddress!)
+            } }
+            let ld = 3 * P + 1, offset = P + 1
+            var wide = [Double](repeating: .nan, count: rows * ld)
+            image.withUnsafeBufferPointer { ip in wide.withUnsafeMutableBufferPointer { cp in
+                im2col(ip.baseAddress!, geometry: g, cp.baseAddress! + offset, ld: ld)
+            } }
+            for r in 0..<rows {
+                for j in 0..<ld {
+                    let v = wide[r * ld + j]
+                    if j >= offset && j < offset + P {
+                        XCTAssertEqual(v, dense[r * P + j - offset], "im2col ld \(cs) row \(r) col \(j)")
+                    } else {
+                        XCTAssertTrue(v.isNaN, "im2col ld \(cs) wrote outside its columns at row \(r) col \(j)")
+                    }
+                }
+            }
+            let col = rng.array(rows * P)
+            var widecol = [Double](repeating: 1e300, count: rows * ld)
+            for r in 0..<rows { for j in 0..<P { widecol[r * ld + offset + j] = col[r * P + j] } }
+            var a = [Double](repeating: 0, count: image.count), b = a
+            col.withUnsafeBufferPointer { cp in a.withUnsafeMutableBufferPointer { ap in col2im(cp.baseAddress!, geometry: g, ap.baseAddress!) } }
+            widecol.withUnsafeBufferPointer { cp in b.withUnsafeMutableBufferPointer { bp in
+                col2im(cp.baseAddress! + offset, geometry: g, bp.baseAddress!, ld: ld)
+            } }
+            assertClose(b, a, tol: 0, "col2im ld \(cs)")
         }
     }
 
@@ -252,10 +402,14 @@ final class ConvTests: XCTestCase {
         XCTAssertEqual(Conv2dGeometry.outputSize(input: 5, kernel: 3, stride: 1, padding: 0, dilation: 2), 1)
         XCTAssertEqual(Conv2dGeometry.outputSize(input: 4, kernel: 3, stride: 1, padding: 0, dilation: 2), 0)
         let g = Conv2dGeometry(channels: 4, height: 6, width: 6, kernel: (3, 3), padding: (1, 1))
-        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, groups: 2), 2 * 9 * 36)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, outChannels: 6, groups: 2), 2 * 9 * 36)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, outChannels: 6, groups: 2, plan: Conv2dPlan(imagesPerChunk: 4)), 4 * (2 * 9 + 3) * 36)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: g, outChannels: 6, groups: 2, plan: Conv2dPlan(threads: 3)), 3 * 2 * 9 * 36 + 2 * 6 * 18)
         XCTAssertFalse(g.isPointwise)
         let p = Conv2dGeometry(channels: 4, height: 6, width: 6, kernel: (1, 1))
         XCTAssertTrue(p.isPointwise)
-        XCTAssertEqual(conv2dWorkspaceCount(geometry: p, groups: 1), 0)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: p, outChannels: 2, groups: 1), 0)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: p, outChannels: 2, groups: 1, plan: Conv2dPlan(imagesPerChunk: 3)), 3 * (4 + 2) * 36)
+        XCTAssertEqual(conv2dWorkspaceCount(geometry: p, outChannels: 2, groups: 1, plan: Conv2dPlan(threads: 2)), 2 * 4)
     }
 }

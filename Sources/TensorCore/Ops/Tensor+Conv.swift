@@ -97,9 +97,14 @@ extension Tensor {
         storage.pointer.assumingMemoryBound(to: T.self) + offset
     }
 
-    /// Scratch storage for the conv2d kernels, charged to `MemoryTag.workspace`.
-    fileprivate static func convWorkspace(_ geometry: Conv2dGeometry, groups: Int, dtype: DType) -> TensorStorage {
-        TensorStorage(byteCount: conv2dWorkspaceCount(geometry: geometry, groups: groups) * dtype.byteSize, tag: .workspace)
+    /// The batch split (`Conv2dPlan`) and scratch storage (charged to `MemoryTag.workspace`)
+    /// for the conv2d kernels over `batch` images.
+    fileprivate static func convWorkspace(_ geometry: Conv2dGeometry, outChannels: Int, groups: Int, batch: Int,
+                                          dtype: DType) -> (plan: Conv2dPlan, storage: TensorStorage) {
+        let plan = Conv2dPlan(geometry: geometry, outChannels: outChannels, groups: groups, batch: batch,
+                              elementSize: dtype.byteSize)
+        let count = conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)
+        return (plan, TensorStorage(byteCount: count * dtype.byteSize, tag: .workspace))
     }
 
     /// 2-D convolution (cross-correlation, as PyTorch's `conv2d`).
@@ -108,8 +113,8 @@ extension Tensor {
     /// `[N, O, outH, outW]` with
     /// `y[n, o, i, j] = b[o] + Σ w[o, c, p, q] · x[n, g·C/groups + c, i·sh − ph + p·dh, j·sw − pw + q·dw]`
     /// (zero padding; g is o's group; `outH = (H + 2·ph − dh·(kh − 1) − 1) / sh + 1`).
-    /// Runs as im2col + OpenBLAS GEMM; Float16/BFloat16 compute in Float32.
-    /// Differentiable in input, weight and bias.
+    /// Runs as im2col + OpenBLAS GEMM, several images per GEMM (see `Conv2dPlan`);
+    /// Float16/BFloat16 compute in Float32. Differentiable in input, weight and bias.
     public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         let outShape = checked { () throws(TensorError) in
@@ -127,10 +132,12 @@ extension Tensor {
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
         let hasBias = bias != nil
         return out.recording("conv2d", inputs: inputs) { g in
-            var grads: [Tensor?] = [
-                needX ? Tensor.conv2dBackwardDataRaw(g, w, inputShape: xShape, params) : nil,
-                needW ? Tensor.conv2dBackwardWeightRaw(x, g, weightShape: wShape, params) : nil,
-            ]
+            // One pass over g for both gradients (the kernel shares its gather and chunk loop).
+            let (gx, gw) = (needX || needW)
+                ? Tensor.conv2dBackwardRaw(x, w, g, inputShape: xShape, weightShape: wShape, params,
+                                           needInput: needX, needWeight: needW)
+                : (nil, nil)
+            var grads: [Tensor?] = [gx, gw]
             if hasBias { grads.append(needB ? g.sum(dims: [0, 2, 3]) : nil) }
             return grads
         }
@@ -145,56 +152,44 @@ extension Tensor {
         let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
         let X = x.denseForKernel(), W = w.denseForKernel(), B = b?.denseForKernel()
         let geometry = p.geometry(input: x.shape, weight: w.shape)
-        let ws = convWorkspace(geometry, groups: p.groups, dtype: x.dtype)
+        let (plan, ws) = convWorkspace(geometry, outChannels: w.shape[0], groups: p.groups, batch: x.shape[0], dtype: x.dtype)
         func run<T: KernelFloat>(_: T.Type) {
             conv2dForward(input: X.elementPointer(T.self), weight: W.elementPointer(T.self),
                           bias: B.map { UnsafePointer($0.elementPointer(T.self)) },
                           output: out.elementPointer(T.self), batch: x.shape[0], outChannels: w.shape[0], groups: p.groups,
-                          geometry: geometry, workspace: ws.pointer.assumingMemoryBound(to: T.self))
+                          geometry: geometry, plan: plan, workspace: ws.pointer.assumingMemoryBound(to: T.self))
         }
         if x.dtype == .float32 { run(Float.self) } else { run(Double.self) }
         withExtendedLifetime((X, W, B, ws)) {}
         return out
     }
 
-    /// Gradient of conv2d with respect to its input, no autograd.
-    static func conv2dBackwardDataRaw(_ g: Tensor, _ w: Tensor, inputShape: [Int], _ p: Conv2dParams) -> Tensor {
+    /// Gradients of conv2d with respect to its input and/or weight (those asked for), no autograd.
+    static func conv2dBackwardRaw(_ x: Tensor, _ w: Tensor, _ g: Tensor, inputShape: [Int], weightShape: [Int], _ p: Conv2dParams,
+                                  needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?) {
         if g.dtype.isReducedPrecision {
-            return conv2dBackwardDataRaw(g.to(.float32).detached(), w.to(.float32).detached(), inputShape: inputShape, p)
-                .to(g.dtype).detached()
+            let (gx, gw) = conv2dBackwardRaw(x.to(.float32).detached(), w.to(.float32).detached(), g.to(.float32).detached(),
+                                             inputShape: inputShape, weightShape: weightShape, p,
+                                             needInput: needInput, needWeight: needWeight)
+            return (gx?.to(g.dtype).detached(), gw?.to(g.dtype).detached())
         }
-        let out = Tensor(uninitializedShape: inputShape, dtype: g.dtype)
-        let G = g.denseForKernel(), W = w.denseForKernel()
-        let geometry = p.geometry(input: inputShape, weight: w.shape)
-        let ws = convWorkspace(geometry, groups: p.groups, dtype: g.dtype)
+        let gx = needInput ? Tensor(uninitializedShape: inputShape, dtype: g.dtype) : nil
+        let gw = needWeight ? Tensor(uninitializedShape: weightShape, dtype: g.dtype) : nil
+        let G = g.denseForKernel()
+        let X = needWeight ? x.denseForKernel() : nil, W = needInput ? w.denseForKernel() : nil
+        let geometry = p.geometry(input: inputShape, weight: weightShape)
+        let (plan, ws) = convWorkspace(geometry, outChannels: weightShape[0], groups: p.groups, batch: inputShape[0], dtype: g.dtype)
         func run<T: KernelFloat>(_: T.Type) {
-            conv2dBackwardData(gradOutput: G.elementPointer(T.self), weight: W.elementPointer(T.self),
-                               gradInput: out.elementPointer(T.self), batch: inputShape[0], outChannels: w.shape[0],
-                               groups: p.groups, geometry: geometry, workspace: ws.pointer.assumingMemoryBound(to: T.self))
+            conv2dBackward(input: X.map { UnsafePointer($0.elementPointer(T.self)) },
+                           weight: W.map { UnsafePointer($0.elementPointer(T.self)) },
+                           gradOutput: G.elementPointer(T.self),
+                           gradInput: gx?.elementPointer(T.self), gradWeight: gw?.elementPointer(T.self),
+                           batch: inputShape[0], outChannels: weightShape[0], groups: p.groups, geometry: geometry,
+                           plan: plan, workspace: ws.pointer.assumingMemoryBound(to: T.self))
         }
         if g.dtype == .float32 { run(Float.self) } else { run(Double.self) }
-        withExtendedLifetime((G, W, ws)) {}
-        return out
-    }
-
-    /// Gradient of conv2d with respect to its weight, no autograd.
-    static func conv2dBackwardWeightRaw(_ x: Tensor, _ g: Tensor, weightShape: [Int], _ p: Conv2dParams) -> Tensor {
-        if g.dtype.isReducedPrecision {
-            return conv2dBackwardWeightRaw(x.to(.float32).detached(), g.to(.float32).detached(), weightShape: weightShape, p)
-                .to(g.dtype).detached()
-        }
-        let out = Tensor(uninitializedShape: weightShape, dtype: g.dtype)
-        let X = x.denseForKernel(), G = g.denseForKernel()
-        let geometry = p.geometry(input: x.shape, weight: weightShape)
-        let ws = convWorkspace(geometry, groups: p.groups, dtype: g.dtype)
-        func run<T: KernelFloat>(_: T.Type) {
-            conv2dBackwardWeight(input: X.elementPointer(T.self), gradOutput: G.elementPointer(T.self),
-                                 gradWeight: out.elementPointer(T.self), batch: x.shape[0], outChannels: weightShape[0],
-                                 groups: p.groups, geometry: geometry, workspace: ws.pointer.assumingMemoryBound(to: T.self))
-        }
-        if g.dtype == .float32 { run(Float.self) } else { run(Double.self) }
-        withExtendedLifetime((X, G, ws)) {}
-        return out
+        withExtendedLifetime((G, X, W, ws)) {}
+        return (gx, gw)
     }
 }
 
