@@ -73,7 +73,7 @@ struct Train: ParsableCommand {
         } catch let e as ArgumentParser.ValidationError {
             throw e
         } catch {
-            throw ValidationError("\(error)")
+            throw CLIError(error)
         }
     }
 }
@@ -97,7 +97,7 @@ struct Eval: ParsableCommand {
             print(String(format: "test accuracy %.2f%% (%d / %d), test loss %.4f", 100 * cm.accuracy, cm.correct, cm.total, loss))
             print(cm.table(names: FashionMNIST.classNames))
         } catch {
-            throw ValidationError("\(error)")
+            throw CLIError(error)
         }
     }
 }
@@ -139,7 +139,7 @@ struct Predict: ParsableCommand {
             try SafeTensors.save(outputs, to: output)
             print("wrote \(output)")
         } catch {
-            throw ValidationError("\(error)")
+            throw CLIError(error)
         }
     }
 }
@@ -170,7 +170,14 @@ struct Summary: ParsableCommand {
             print("\(model): input [N, \(e.inputShape.map(String.init).joined(separator: ", "))], per sample:")
             print(ModelSummary(model: try Zoo.make(model), inputShape: e.inputShape).table)
         } catch {
-            throw ValidationError("\(error)")
+            throw CLIError(error)
         }
     }
+}
+
+/// A runtime failure (bad file, bad checkpoint, bad data): printed as "Error: <message>"
+/// without the usage text that ArgumentParser adds for flag errors.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ error: any Error) { description = "\(error)" }
 }
