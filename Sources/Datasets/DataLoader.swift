@@ -89,12 +89,45 @@ public struct DataLoader<D: Dataset>: Sendable {
 }
 
 /// Iterates one epoch's batches; with prefetch > 0 a producer thread fills a bounded queue.
-public final class EpochIterator<D: Dataset>: IteratorProtocol, Sequence, @unchecked Sendable {
-    // @unchecked Sendable: the queue state is guarded by `state`; everything else is immutable.
+///
+/// The producer holds only the shared `PrefetchQueue`, never the iterator, so an iterator
+/// dropped mid-epoch is freed at once; its deinit cancels the queue and the thread exits.
+public final class EpochIterator<D: Dataset>: IteratorProtocol, Sequence {
+    let queue: PrefetchQueue<D>
+    var next_: Int
+    let hasThread: Bool
+
+    init(loader: DataLoader<D>, epoch: Int, first: Int) {
+        queue = PrefetchQueue(loader: loader, epoch: epoch, first: first)
+        next_ = first
+        hasThread = loader.options.prefetch > 0 && first < queue.count
+        if hasThread {
+            let q = queue
+            let t = Thread { q.produce() }
+            t.name = "loom.prefetch"
+            t.start()
+        }
+    }
+
+    public func next() -> Batch? {
+        guard next_ < queue.count else { return nil }
+        let i = next_
+        next_ += 1
+        if !hasThread { return queue.loader.makeBatch(epoch: queue.epoch, index: i, order: queue.order) }
+        return queue.take(i)
+    }
+
+    deinit { queue.cancel() }
+}
+
+/// The bounded hand-off between the prefetch thread and the iterator.
+///
+/// `@unchecked Sendable` by design: the ready map and counters are guarded by `state`; the
+/// semaphores are thread-safe; everything else is immutable.
+final class PrefetchQueue<D: Dataset>: @unchecked Sendable {
     let loader: DataLoader<D>
     let epoch: Int
     let order: [Int]
-    var next_: Int
     let count: Int
     struct Queue {
         var ready: [Int: Batch] = [:]
@@ -104,22 +137,14 @@ public final class EpochIterator<D: Dataset>: IteratorProtocol, Sequence, @unche
     let state: Mutex<Queue>
     let slots: DispatchSemaphore
     let available = DispatchSemaphore(value: 0)
-    var thread: Thread?
 
     init(loader: DataLoader<D>, epoch: Int, first: Int) {
         self.loader = loader
         self.epoch = epoch
         self.order = loader.order(epoch: epoch)
-        self.next_ = first
         self.count = loader.batchCount
         self.state = Mutex(Queue(produced: first))
         self.slots = DispatchSemaphore(value: Swift.max(loader.options.prefetch, 1))
-        if loader.options.prefetch > 0 && first < count {
-            let t = Thread { [self] in self.produce() }
-            t.name = "loom.prefetch"
-            thread = t
-            t.start()
-        }
     }
 
     func produce() {
@@ -136,11 +161,7 @@ public final class EpochIterator<D: Dataset>: IteratorProtocol, Sequence, @unche
         }
     }
 
-    public func next() -> Batch? {
-        guard next_ < count else { return nil }
-        let i = next_
-        next_ += 1
-        if thread == nil { return loader.makeBatch(epoch: epoch, index: i, order: order) }
+    func take(_ i: Int) -> Batch {
         while true {
             available.wait()
             if let b = state.withLock({ $0.ready.removeValue(forKey: i) }) {
@@ -150,7 +171,7 @@ public final class EpochIterator<D: Dataset>: IteratorProtocol, Sequence, @unche
         }
     }
 
-    deinit {
+    func cancel() {
         state.withLock { $0.cancelled = true }
         slots.signal()
     }

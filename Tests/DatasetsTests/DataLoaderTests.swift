@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import TensorCore
 @testable import Datasets
@@ -43,6 +44,23 @@ final class DataLoaderTests: XCTestCase {
         // Resuming mid-epoch yields the same remaining batches.
         let tail = Array(b.epoch(2, startingAt: 4)).map { $0.inputs.doubles() }
         XCTAssertEqual(tail, Array(ea[4...]))
+    }
+
+    func testAnEpochAbandonedEarlyIsFreedAndItsProducerStops() throws {
+        let loader = try DataLoader(Ramp(count: 200), options: LoaderOptions(batchSize: 4, prefetch: 2))
+        weak var weakIterator: EpochIterator<Ramp>?
+        weak var weakQueue: PrefetchQueue<Ramp>?
+        do {
+            let it = loader.epoch(0)
+            weakIterator = it
+            weakQueue = it.queue
+            XCTAssertNotNil(it.next())
+        }
+        XCTAssertNil(weakIterator, "the iterator must not be kept alive by its prefetch thread")
+        // The producer sees the cancellation, returns, and releases the queue.
+        let deadline = Date().addingTimeInterval(5)
+        while weakQueue != nil && Date() < deadline { usleep(1000) }
+        XCTAssertNil(weakQueue, "the prefetch thread did not stop within 5 s")
     }
 
     func testAugmentationsOnAKnownImage() {
