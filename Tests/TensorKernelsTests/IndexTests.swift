@@ -14,23 +14,6 @@ final class IndexTests: XCTestCase {
         mutating func double() -> Double { Double(next() % 10_000) / 1000 - 5 }
     }
 
-    /// Every multi-index of `shape` in row-major order.
-    static func multiIndices(_ shape: [Int]) -> [[Int]] {
-        let n = elementCount(shape)
-        if n == 0 { return [] }
-        var out: [[Int]] = []
-        out.reserveCapacity(n)
-        for linear in 0..<n {
-            var rem = linear
-            var idx = [Int](repeating: 0, count: shape.count)
-            for d in stride(from: shape.count - 1, through: 0, by: -1) {
-                idx[d] = rem % shape[d]
-                rem /= shape[d]
-            }
-            out.append(idx)
-        }
-        return out
-    }
 
     static func offset(_ idx: [Int], _ strides: [Int], _ base: Int) -> Int {
         var o = base
@@ -78,7 +61,7 @@ final class IndexTests: XCTestCase {
                     let (isr, inn) = Self.layout(c.indexShape, permuted: indexPermuted, offset: 2)
                     let src = (0..<sn).map { _ in rng.double() }
                     var index = [Int64](repeating: -99, count: inn)
-                    for m in Self.multiIndices(c.indexShape) { index[Self.offset(m, isr, 2)] = Int64(rng.int(c.srcShape[c.dim])) }
+                    for m in ReduceFixture.multiIndices(c.indexShape) { index[Self.offset(m, isr, 2)] = Int64(rng.int(c.srcShape[c.dim])) }
                     let n = elementCount(c.indexShape)
                     var dst = [Double](repeating: .nan, count: n)
                     src.withUnsafeBufferPointer { s in
@@ -90,7 +73,7 @@ final class IndexTests: XCTestCase {
                         }
                     }
                     var expected: [Double] = []
-                    for m in Self.multiIndices(c.indexShape) {
+                    for m in ReduceFixture.multiIndices(c.indexShape) {
                         var sIdx = m
                         sIdx[c.dim] = Int(index[Self.offset(m, isr, 2)])
                         expected.append(src[Self.offset(sIdx, ss, 3)])
@@ -152,7 +135,7 @@ final class IndexTests: XCTestCase {
                 let (isr, inn) = Self.layout(c.indexShape, permuted: !permuted, offset: 0)
                 var index = [Int32](repeating: 0, count: inn)
                 // Few distinct targets so that repeats are common.
-                for m in Self.multiIndices(c.indexShape) { index[Self.offset(m, isr, 0)] = Int32(rng.int(min(2, c.srcShape[c.dim]))) }
+                for m in ReduceFixture.multiIndices(c.indexShape) { index[Self.offset(m, isr, 0)] = Int32(rng.int(min(2, c.srcShape[c.dim]))) }
                 var dst = base
                 dst.withUnsafeMutableBufferPointer { d in
                     source.withUnsafeBufferPointer { s in
@@ -163,7 +146,7 @@ final class IndexTests: XCTestCase {
                     }
                 }
                 var expected = base
-                for m in Self.multiIndices(c.indexShape) {
+                for m in ReduceFixture.multiIndices(c.indexShape) {
                     var t = m
                     t[c.dim] = Int(index[Self.offset(m, isr, 0)])
                     expected[Self.offset(t, dstStrides, 1)] += source[Self.offset(m, srcS, 4)]
@@ -217,7 +200,7 @@ final class IndexTests: XCTestCase {
             for classes in [1, 4] {
                 let (st, n) = Self.layout(shape, permuted: shape.count > 1, offset: 1)
                 var labels = [Int32](repeating: 0, count: n)
-                for m in Self.multiIndices(shape) { labels[Self.offset(m, st, 1)] = Int32(rng.int(classes)) }
+                for m in ReduceFixture.multiIndices(shape) { labels[Self.offset(m, st, 1)] = Int32(rng.int(classes)) }
                 let count = elementCount(shape)
                 var dst = [Float](repeating: 0, count: count * classes)
                 labels.withUnsafeBufferPointer { l in
@@ -227,7 +210,7 @@ final class IndexTests: XCTestCase {
                     }
                 }
                 var expected = [Float](repeating: 0, count: count * classes)
-                for (k, m) in Self.multiIndices(shape).enumerated() { expected[k * classes + Int(labels[Self.offset(m, st, 1)])] = 1 }
+                for (k, m) in ReduceFixture.multiIndices(shape).enumerated() { expected[k * classes + Int(labels[Self.offset(m, st, 1)])] = 1 }
                 XCTAssertEqual(dst, expected, "shape \(shape) classes \(classes)")
             }
         }
