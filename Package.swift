@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Collectives", targets: ["Collectives"]),
+        .library(name: "ReplayStorage", targets: ["ReplayStorage"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -39,10 +41,17 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["TensorCore", "CZlib"]),
         // L2: optax-style gradient transformations, SGD/Adam(W), LR schedules.
         .target(name: "Optimizers", dependencies: ["TensorCore"]),
+        // L0: OpenMPI through a shim header (Debian: libopenmpi-dev); its handles are macros.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // L1': ProcessGroup, MPI and in-process backends, our allreduce algorithms, compression.
+        .target(name: "Collectives", dependencies: ["CMPI", "TensorCore", "TensorKernels"]),
+        // L3: Reverb-style replay tables: selectors, rate limiters, checkpoints.
+        .target(name: "ReplayStorage", dependencies: ["TensorCore"]),
         .executableTarget(
             name: "loom",
             dependencies: [
                 "TensorCore", "TensorKernels", "Layers", "Models", "Training", "Datasets", "Optimizers",
+                "Collectives", "ReplayStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +62,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Layers", "Datasets", "TensorCore"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "TensorCore"]),
+        .testTarget(name: "ReplayStorageTests", dependencies: ["ReplayStorage", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

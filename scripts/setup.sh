@@ -3,7 +3,7 @@
 # Uses sudo when not root. Safe to run repeatedly.
 set -euo pipefail
 
-packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config)
+packages=(libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -224,7 +224,7 @@ public class BatchNormBase: Module {
                 spreads.append(r.runningSpread)
             }
             y = outs.count == 1 ? outs[0] : Tensor.cat(outs, dim: 0)
-            if isTraining, let rm = runningMean, let rv = runningVar, let nbt = numBatchesTracked {
+            if isTraining, !GradMode.isRecomputing, let rm = runningMean, let rv = runningVar, let nbt = numBatchesTracked {
                 noGrad {
                     let count = Double(means.count)
                     let meanAvg = means.dropFirst().reduce(means[0], +) / count

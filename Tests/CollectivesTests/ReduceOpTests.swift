@@ -1,0 +1,6 @@
+import XCTest
+@testable import Collectives
+
+final class ReduceOpTests: XCTestCase {
+    func testNames() { XCTAssertEqual(ReduceOp(rawValue: "sum"), .sum) }
+}
