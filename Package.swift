@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "ReplayStorage", targets: ["ReplayStorage"]),
+        .library(name: "DataParallel", targets: ["DataParallel"]),
         .executable(name: "loom", targets: ["loom"]),
     ],
     dependencies: [
@@ -45,13 +46,15 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         // L1': ProcessGroup, MPI and in-process backends, our allreduce algorithms, compression.
         .target(name: "Collectives", dependencies: ["CMPI", "TensorCore", "TensorKernels"]),
+        // L4: DDP reducer (buckets, overlap, fusion), ZeRO-style sharded update, SyncBatchNorm.
+        .target(name: "DataParallel", dependencies: ["Collectives", "TensorCore", "Layers", "Optimizers"]),
         // L3: Reverb-style replay tables: selectors, rate limiters, checkpoints.
         .target(name: "ReplayStorage", dependencies: ["TensorCore"]),
         .executableTarget(
             name: "loom",
             dependencies: [
                 "TensorCore", "TensorKernels", "Layers", "Models", "Training", "Datasets", "Optimizers",
-                "Collectives", "ReplayStorage",
+                "Collectives", "ReplayStorage", "DataParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +66,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "TensorCore"]),
+        .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "Collectives", "Layers", "Optimizers", "TensorCore"]),
         .testTarget(name: "ReplayStorageTests", dependencies: ["ReplayStorage", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,6 @@
+import XCTest
+@testable import DataParallel
+
+final class DataParallelErrorTests: XCTestCase {
+    func testDescription() { XCTAssertEqual(DataParallelError("x").description, "x") }
+}
