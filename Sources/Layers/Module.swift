@@ -47,9 +47,14 @@ open class Module {
     }
 
     public func callAsFunction(_ input: Tensor) -> Tensor {
-        guard let trace = ModuleTrace.current else { return forward(input) }
+        guard let trace = ModuleTrace.current, !GradMode.isRecomputing else { return forward(input) }
         trace.enter(self)
-        let output = forward(input)
+        let output: Tensor
+        if let name = trace.names[ObjectIdentifier(self)] {
+            output = Memory.$owner.withValue(name) { forward(input) }
+        } else {
+            output = forward(input)
+        }
         trace.exit(self, input: input, output: output)
         return output
     }
@@ -182,8 +187,17 @@ public final class ModuleTrace: @unchecked Sendable {
     private var log: [Call] = []
     private var entryMemory: [Int] = []
     private let lock = NSLock()
+    /// Dotted names of the traced model's modules: while one runs its forward, allocations
+    /// are attributed to it (`Memory.owner`), so memory timelines can be split per layer.
+    public let names: [ObjectIdentifier: String]
 
-    public init() {}
+    public init() { names = [:] }
+
+    /// A trace that also attributes allocations to `model`'s modules by dotted name.
+    public init(naming model: Module) {
+        names = Dictionary(model.namedModules().map { (ObjectIdentifier($0.1), $0.0.isEmpty ? "(model)" : $0.0) },
+                           uniquingKeysWith: { a, _ in a })
+    }
 
     func enter(_ m: Module) {
         let now = Memory.stats().current

@@ -6,7 +6,13 @@ public final class Sequential: Module {
     public init(_ layers: [Module]) { self.layers = layers }
     public convenience init(_ layers: Module...) { self.init(layers) }
     public override func namedChildren() -> [(String, Module)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
-    public override func forward(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
+    /// Gradient checkpointing over the layers (nil: none); see `CheckpointPlanner`.
+    public var checkpointPlan: CheckpointPlan?
+    public override func forward(_ x: Tensor) -> Tensor {
+        if let profiler = LayerProfiler.current, GradMode.isEnabled { return profiler.run(self, x) }
+        if let plan = checkpointPlan { return forwardSegments(x, plan: plan) }
+        return layers.reduce(x) { $1($0) }
+    }
 }
 
 /// Max pooling over [N, C, H, W]; `MaxPool2d(kernel: 3, stride: 2)` is AlexNet's overlapping pool.

@@ -55,11 +55,17 @@ public enum Memory {
         var peakByTag: [MemoryTag: Int] = [:]
         var live = 0
         var total = 0
+        /// Events since `startTimeline()`, or nil when not recording.
+        var timeline: [MemoryEvent]?
     }
     static let state = Mutex(State())
 
     /// The tag new allocations on this task/thread are charged to (default `.other`).
     @TaskLocal public static var currentTag: MemoryTag = .other
+
+    /// The name of the code allocating now (e.g. the module running its forward), recorded
+    /// with each allocation on a timeline so reports can attribute bytes to layers.
+    @TaskLocal public static var owner: String?
 
     /// Runs `body` with allocations charged to `tag`.
     public static func withTag<R>(_ tag: MemoryTag, _ body: () throws -> R) rethrows -> R {
@@ -82,8 +88,10 @@ public enum Memory {
         }
     }
 
-    static func allocated(_ bytes: Int, tag: MemoryTag) {
-        state.withLock { s in
+    /// Charges a new block; returns its serial number (for timelines).
+    static func allocated(_ bytes: Int, tag: MemoryTag) -> Int {
+        let owner = Memory.owner
+        return state.withLock { s in
             s.current += bytes
             if s.current > s.peak { s.peak = s.current }
             let t = (s.currentByTag[tag] ?? 0) + bytes
@@ -91,14 +99,17 @@ public enum Memory {
             if t > (s.peakByTag[tag] ?? 0) { s.peakByTag[tag] = t }
             s.live += 1
             s.total += 1
+            if s.timeline != nil { s.record(bytes, tag: tag, label: nil, id: s.total, owner: owner) }
+            return s.total
         }
     }
 
-    static func freed(_ bytes: Int, tag: MemoryTag) {
+    static func freed(_ bytes: Int, tag: MemoryTag, serial: Int) {
         state.withLock { s in
             s.current -= bytes
             s.currentByTag[tag] = (s.currentByTag[tag] ?? 0) - bytes
             s.live -= 1
+            if s.timeline != nil { s.record(-bytes, tag: tag, label: nil, id: serial, owner: nil) }
         }
     }
 
@@ -122,6 +133,8 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
     private let tagBox: Mutex<MemoryTag>
+    /// Allocation serial number (1, 2, ...), unique in the process.
+    public let serial: Int
 
     /// Allocates `byteCount` uninitialised bytes charged to `tag`.
     public init(byteCount: Int, tag: MemoryTag = Memory.currentTag) {
@@ -129,7 +142,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.byteCount = byteCount
         self.pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         self.tagBox = Mutex(tag)
-        Memory.allocated(byteCount, tag: tag)
+        self.serial = Memory.allocated(byteCount, tag: tag)
     }
 
     /// The tag this block is charged to.
@@ -144,7 +157,7 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        Memory.freed(byteCount, tag: tagBox.withLock { $0 })
+        Memory.freed(byteCount, tag: tagBox.withLock { $0 }, serial: serial)
         pointer.deallocate()
     }
 }

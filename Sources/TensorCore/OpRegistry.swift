@@ -52,6 +52,7 @@ public enum OpRegistry {
         list.append(op("topk", "sort", floats, grad: true))
         list.append(op("sort", "sort", floats, grad: true))
         list.append(op("cumsum", "scan", floats, grad: true))
+        list.append(op("checkpoint", "autograd", floats, grad: true))
         return list
     }()
 

@@ -38,8 +38,27 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var trainLimit = 0
     public var testLimit = 0
     public var prefetch = 2
+    // Low-memory training (issue 4). Optional so checkpoints written before they existed
+    // still decode; nil means the default.
+    /// Split each batch into this many micro-batches and accumulate gradients (nil: 1).
+    public var microBatches: Int? = nil
+    /// Gradient checkpointing: none, sqrt or budget:BYTES (nil: none).
+    public var checkpointing: String? = nil
+    /// Compute precision: fp32, fp16 or bf16 (nil: fp32).
+    public var precision: String? = nil
+    /// Fail before training when the planned peak of tensor memory exceeds this many bytes.
+    public var memoryCap: Int? = nil
 
     public init() {}
+
+    /// The checkpoint policy named by `checkpointing`.
+    public func checkpointPolicy() throws(ConfigError) -> CheckpointPolicy {
+        do {
+            return try CheckpointPolicy(parsing: checkpointing ?? "none")
+        } catch {
+            throw ConfigError(error.description)
+        }
+    }
 
     /// The BatchNorm kind named by `norm`.
     public func batchNormKind() throws(ConfigError) -> BatchNormKind {
@@ -71,6 +90,15 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if trainLimit < 0 || testLimit < 0 { throw ConfigError("--train-limit/--test-limit: expected >= 0") }
         if let g = ghostBatchSize, g < 1 { throw ConfigError("--ghost-batch-size \(g): expected at least 1") }
         _ = try batchNormKind()
+        _ = try checkpointPolicy()
+        if let k = microBatches {
+            if k < 1 { throw ConfigError("--micro-batches \(k): expected at least 1") }
+            if k > batchSize { throw ConfigError("--micro-batches \(k): expected at most the batch size (\(batchSize))") }
+        }
+        if let p = precision, !["fp32", "fp16", "bf16"].contains(p) {
+            throw ConfigError("--precision '\(p)': expected fp32, fp16 or bf16")
+        }
+        if let c = memoryCap, c < 1 { throw ConfigError("--memory-cap \(c): expected a positive byte count") }
     }
 }
 

@@ -33,6 +33,8 @@ public final class Trainer {
     public let train: DataLoader<Subset<FashionMNIST>>
     public let test: DataLoader<Subset<FashionMNIST>>
     public private(set) var nextEpoch = 0
+    /// Checkpoint plans installed by `--checkpoint` (empty: none).
+    public internal(set) var checkpointPlans: [Checkpointing.PlannedSequential] = []
     public var output: String?
     public var quiet = false
     public var log: (String) -> Void = { print($0); fflush(nil) }
@@ -69,6 +71,7 @@ public final class Trainer {
                                                                 augmentations: [.fashionMNISTNormalize], prefetch: config.prefetch))
         optimizer = Optimizer(try Trainer.makeTransformation(config, stepsPerEpoch: train.batchCount),
                               params: parameters.map { $0.value })
+        try setUpLowMemory()
     }
 
     /// The optimizer chain the config names, with its per-step schedule.
@@ -124,14 +127,10 @@ public final class Trainer {
         let start = Date()
         var lossSum = 0.0, correct = 0, seen = 0
         for batch in train.epoch(epoch) {
-            let logits = model(batch.inputs)
-            let loss = Loss.crossEntropy(logits: logits, targets: batch.labels, labelSmoothing: config.labelSmoothing)
-            loss.backward()
-            optimizerStep()
-            model.zeroGrad()
+            let r = trainStep(inputs: batch.inputs, labels: batch.labels)
             let n = batch.labels.count
-            lossSum += loss.item() * Double(n)
-            correct += zip(logits.detached().argmax(dim: 1).scalars(as: Int64.self), batch.labels.scalars(as: Int64.self)).filter { $0 == $1 }.count
+            lossSum += r.loss * Double(n)
+            correct += r.correct
             seen += n
             let elapsed = Date().timeIntervalSince(start)
             bar?.update(done: batch.index + 1, loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seen),
@@ -173,6 +172,18 @@ public final class Trainer {
             log("training \(config.model) (\(grouped(model.parameterCount)) parameters) on Fashion-MNIST: \(train.dataset.count) train / "
                 + "\(test.dataset.count) test images, batch \(config.batchSize), \(config.optimizer) lr \(config.lr) \(config.schedule), "
                 + "\(KernelThreading.maxThreads) threads, OpenBLAS \(BlasInfo.coreName)")
+        }
+        if let cap = config.memoryCap {
+            let plan = planPeak(cap: cap)
+            let largest = plan.largestBatchUnderCap.map { $0 == Int.max ? "any" : "\($0)" } ?? "?"
+            if plan.peak > cap {
+                throw ConfigError("--memory-cap \(formatBytes(cap)) (\(cap) bytes): the planned peak of one step at batch \(config.batchSize) "
+                                  + "is \(formatBytes(plan.peak)) (\(plan.peak) bytes); the largest batch that fits is \(largest). "
+                                  + "Lower --batch-size, or use --checkpoint sqrt, --micro-batches K or --precision fp16")
+            }
+            if !quiet {
+                log("memory plan: peak \(formatBytes(plan.peak)) per step at batch \(config.batchSize), cap \(formatBytes(cap)); largest batch under the cap: \(largest)")
+            }
         }
         let end = Swift.min(config.epochs, stopAfter ?? config.epochs)
         for epoch in nextEpoch..<Swift.max(end, nextEpoch) {

@@ -20,6 +20,11 @@ extension GradChecks {
                 GradCheckCase(inputs: [randInput([5, 4], contiguous: false)]) { $0[0].batchNorm(weight: nil, bias: nil, eps: 1e-3).output },
             ],
             "to": [GradCheckCase(inputs: [a], atol: 1e-3, rtol: 1e-3, eps: 1e-3) { $0[0].to(.float32).to(.float64) * 2 }],
+            // A checkpointed segment nested in ordinary ops; both inputs used twice inside.
+            "checkpoint": [GradCheckCase(inputs: [a, randInput([4, 2])]) { xs in
+                let h = checkpoint([xs[0] * 1.5, xs[1]]) { ys in (ys[0].matmul(ys[1])).tanh() * ys[0].sum() + ys[1].sum() }
+                return h.sigmoid()
+            }],
         ]
     }
 }
