@@ -72,32 +72,43 @@ public struct MemoryReport: Sendable {
     }
 }
 
-extension Trainer {
-    /// Runs one real training step on `inputs` while recording memory, and reports it.
-    /// (The step updates the model like any other.)
-    public func memoryReportStep(inputs: Tensor, labels: Tensor) -> MemoryReport {
-        model.train()
+extension MemoryReport {
+    /// Runs `step` (one training step of `model`: forward marked by `Memory.mark("forward")`,
+    /// backward by `Memory.mark("backward")`, as `Trainer.trainStep` does) while recording
+    /// the allocator's events, and builds the report. Peaks are reset before the step.
+    /// With micro-batches the per-layer table covers the first ("forward 1/k").
+    public static func record<R>(model: Module, batchSize: Int, microBatches: Int = 1,
+                                 _ step: () throws -> R) rethrows -> (report: MemoryReport, result: R) {
         let before = Memory.stats()
         Memory.resetPeak()
         let trace = ModuleTrace(naming: model)
-        let (_, timeline) = Memory.recordTimeline {
-            ModuleTrace.$current.withValue(trace) { trainStep(inputs: inputs, labels: labels) }
+        let (result, timeline) = try Memory.recordTimeline {
+            try ModuleTrace.$current.withValue(trace) { try step() }
         }
         let after = Memory.stats()
-        let k = Swift.min(microBatches, inputs.shape[0])
+        let k = microBatches
         let live = timeline.liveBytesByOwner(from: k == 1 ? "forward" : "forward 1/\(k)", to: k == 1 ? "backward" : "backward 1/\(k)")
         var rows: [MemoryReport.LayerRow] = []
-        var seen: Set<String> = []
         var attributed = 0
-        for (name, m) in model.namedModules() where m.namedChildren().isEmpty || live[name] != nil {
-            guard !name.isEmpty, seen.insert(name).inserted else { continue }
-            let b = live[name] ?? 0
-            attributed += b
-            rows.append(MemoryReport.LayerRow(name: name, type: String(describing: type(of: m)), savedBytes: b))
+        for (name, m) in model.namedModules() where !name.isEmpty && (m.namedChildren().isEmpty || live[name] != nil) {
+            let bytes = live[name] ?? 0
+            attributed += bytes
+            rows.append(MemoryReport.LayerRow(name: name, type: String(describing: type(of: m)), savedBytes: bytes))
         }
         let total = live.values.reduce(0, +)
-        return MemoryReport(batchSize: inputs.shape[0], microBatches: k, before: before, after: after, layers: rows,
-                            unattributedBytes: total - attributed, timeline: timeline)
+        return (MemoryReport(batchSize: batchSize, microBatches: k, before: before, after: after, layers: rows,
+                             unattributedBytes: total - attributed, timeline: timeline), result)
+    }
+}
+
+extension Trainer {
+    /// Runs one real training step on `inputs` while recording memory, and reports it.
+    /// (The step updates the model like any other.)
+    public func memoryReportStep(inputs: Tensor, labels: Tensor) -> (report: MemoryReport, result: (loss: Double, correct: Int)) {
+        model.train()
+        return MemoryReport.record(model: model, batchSize: inputs.shape[0], microBatches: Swift.min(microBatches, inputs.shape[0])) {
+            trainStep(inputs: inputs, labels: labels)
+        }
     }
 
     /// Measures the peak tensor memory of one step at `batchSize` on zero images, without
@@ -131,37 +142,47 @@ extension Trainer {
         return peak
     }
 
-    /// The planned peak of tensor memory for a step at the configured batch size, and the
-    /// largest batch that fits `cap` by the same model.
+    /// The planned peak of tensor memory for a step at the configured batch size, and
+    /// (with a cap) the largest batch whose measured step peak fits under it.
     ///
-    /// Peak memory is affine in the batch size (parameters, gradients and optimizer state
-    /// are fixed; activations grow with the batch), so two measured steps at small
-    /// batches give the line; batches up to 16 are measured directly. Conv scratch space
-    /// is capped per call, so the line slightly overestimates large batches.
-    public func planPeak(cap: Int? = nil) -> (peak: Int, largestBatchUnderCap: Int?) {
+    /// Peak memory is close to affine in the batch size (parameters, gradients and
+    /// optimizer state are fixed; activations grow with the batch), so steps measured at
+    /// a quarter and a half of the batch give the line, and the plan never allocates more
+    /// than half of what the real step needs. Batches up to 16 are measured directly.
+    /// The largest batch under the cap is searched with measured steps (secant guesses
+    /// from the line, then bisection; at most `maxProbes` steps), so it is a measurement,
+    /// not an extrapolation.
+    public func planPeak(cap: Int? = nil, maxProbes: Int = 8) -> (peak: Int, largestBatchUnderCap: Int?) {
         let b = config.batchSize
-        let k = microBatches
-        let peak: Int
-        var slope = 0.0, intercept = 0.0
-        if b <= 16 {
-            peak = measureStepPeak(batchSize: b)
-            if cap != nil {
-                let p1 = measureStepPeak(batchSize: Swift.max(1, b / 2))
-                let b1 = Swift.max(1, b / 2)
-                slope = b == b1 ? 0 : Double(peak - p1) / Double(b - b1)
-                intercept = Double(peak) - slope * Double(b)
-            }
-        } else {
-            let b1 = Swift.min(b, 8 * k), b2 = Swift.min(b, 16 * k)
-            let p1 = measureStepPeak(batchSize: b1), p2 = measureStepPeak(batchSize: b2)
-            slope = Double(p2 - p1) / Double(b2 - b1)
-            intercept = Double(p1) - slope * Double(b1)
-            peak = Int((intercept + slope * Double(b)).rounded(.up))
+        var measured: [Int: Int] = [:]
+        func peakAt(_ n: Int) -> Int {
+            if let p = measured[n] { return p }
+            let p = measureStepPeak(batchSize: n)
+            measured[n] = p
+            return p
         }
+        let b1 = b <= 16 ? Swift.max(1, b / 2) : b / 4, b2 = b <= 16 ? b : b / 2
+        let p1 = peakAt(b1), p2 = peakAt(b2)
+        let slope = b2 > b1 ? Double(p2 - p1) / Double(b2 - b1) : 0
+        let intercept = Double(p2) - slope * Double(b2)
+        let peak = b <= 16 ? p2 : Int((intercept + slope * Double(b)).rounded(.up))
         guard let cap else { return (peak, nil) }
         guard slope > 0 else { return (peak, peak <= cap ? Int.max : 0) }
-        let largest = Int(((Double(cap) - intercept) / slope).rounded(.down))
-        return (peak, Swift.max(largest, 0))
+        // Bracket: lo fits (measured), hi does not (measured or by the line's bound).
+        var lo = 0, hi = Int.max
+        for (n, p) in measured { if p <= cap { lo = Swift.max(lo, n) } else { hi = Swift.min(hi, n) } }
+        var guess = Int(((Double(cap) - intercept) / slope).rounded(.down))
+        for _ in 0..<maxProbes {
+            if hi != Int.max && hi - lo <= 1 { break }
+            guess = Swift.max(lo + 1, hi == Int.max ? guess : Swift.min(guess, hi - 1))
+            if guess < 1 { break }
+            let p = peakAt(guess)
+            if p <= cap { lo = guess } else { hi = guess }
+            // Next guess: the line through the measured point, kept inside the bracket.
+            let g = Int((Double(guess) + (Double(cap) - Double(p)) / slope).rounded(.down))
+            guess = hi == Int.max ? Swift.max(g, lo + 1) : (g > lo && g < hi ? g : lo + (hi - lo) / 2)
+        }
+        return (peak, lo)
     }
 }
 

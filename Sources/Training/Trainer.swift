@@ -35,6 +35,8 @@ public final class Trainer {
     public private(set) var nextEpoch = 0
     /// Checkpoint plans installed by `--checkpoint` (empty: none).
     public internal(set) var checkpointPlans: [Checkpointing.PlannedSequential] = []
+    /// Called with the memory report of the run's first training step, when set.
+    public var onMemoryReport: ((MemoryReport) -> Void)?
     public var output: String?
     public var quiet = false
     public var log: (String) -> Void = { print($0); fflush(nil) }
@@ -127,7 +129,15 @@ public final class Trainer {
         let start = Date()
         var lossSum = 0.0, correct = 0, seen = 0
         for batch in train.epoch(epoch) {
-            let r = trainStep(inputs: batch.inputs, labels: batch.labels)
+            let r: (loss: Double, correct: Int)
+            if let report = onMemoryReport {
+                onMemoryReport = nil
+                let m = memoryReportStep(inputs: batch.inputs, labels: batch.labels)
+                r = m.result
+                report(m.report)
+            } else {
+                r = trainStep(inputs: batch.inputs, labels: batch.labels)
+            }
             let n = batch.labels.count
             lossSum += r.loss * Double(n)
             correct += r.correct

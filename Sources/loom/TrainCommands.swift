@@ -43,6 +43,11 @@ struct Train: ParsableCommand {
     @Option(help: "Use only the first N test images (0: all).") var testLimit: Int = 0
     @Option(help: "Run directory for metrics and checkpoints.") var output: String = "runs/latest"
     @Flag(help: "Resume from <output>/checkpoint.safetensors.") var resume = false
+    @Option(help: "Split each batch into K micro-batches and accumulate gradients.") var microBatches: Int = 1
+    @Option(help: "Gradient checkpointing: none, sqrt, or budget:BYTES (K/M/G suffixes).") var checkpoint: String = "none"
+    @Option(help: "Fail before training if the planned peak of tensor memory exceeds BYTES (K/M/G suffixes).") var memoryCap: String?
+    @Flag(help: "Print the memory report of the first training step (per tag, per layer, timeline).") var memoryReport = false
+    @Option(help: "Also write the first step's memory report (with the full timeline) as JSON to this file.") var memoryJson: String?
 
     func makeConfig() -> TrainConfig {
         var c = TrainConfig()
@@ -52,12 +57,32 @@ struct Train: ParsableCommand {
         c.ghostBatchSize = ghostBatchSize; c.dropout = dropout; c.labelSmoothing = labelSmoothing; c.clipNorm = clipNorm
         c.cropPadding = cropPadding; c.flip = flip; c.erasing = erasing; c.seed = seed; c.threads = threads
         c.dataDir = dataDir; c.trainLimit = trainLimit; c.testLimit = testLimit
+        c.microBatches = microBatches == 1 ? nil : microBatches
+        c.checkpointing = checkpoint == "none" ? nil : checkpoint
         return c
     }
 
     func run() throws {
         do {
-            let trainer = try Trainer(config: makeConfig(), output: output)
+            var config = makeConfig()
+            if let m = memoryCap {
+                guard let b = parseByteCount(m), b > 0 else { throw ValidationError("--memory-cap '\(m)': expected a byte count such as 64M or 1G") }
+                config.memoryCap = b
+            }
+            let trainer = try Trainer(config: config, output: output)
+            for p in trainer.checkpointPlans {
+                print("checkpoint plan for \(p.name.isEmpty ? "model" : p.name): \(p.plan) (planned activations \(formatBytes(p.plannedPeak)), without \(formatBytes(p.peakWithout)))")
+            }
+            if memoryReport || memoryJson != nil {
+                let json = memoryJson
+                trainer.onMemoryReport = { report in
+                    print(report.text())
+                    if let json {
+                        do { try report.json().write(to: URL(fileURLWithPath: json)); print("wrote \(json)") } catch { print("could not write \(json): \(error)") }
+                    }
+                    fflush(nil)
+                }
+            }
             if resume {
                 let path = output + "/checkpoint.safetensors"
                 let ck = try Checkpoint.load(path)

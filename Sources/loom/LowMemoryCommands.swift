@@ -1,0 +1,178 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Layers
+import Models
+import Optimizers
+import TensorCore
+import TensorKernels
+import Training
+
+/// `loom checkpoint-bench`: activation memory and step time of a deep sequential CNN with
+/// no checkpointing, Chen's sqrt(n) segments and a memory budget, at several depths.
+struct CheckpointBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "checkpoint-bench",
+        abstract: "Peak activation memory and step time of DeepConvNet for none / sqrt / budget checkpointing at several depths.",
+        discussion: """
+        Each row trains DeepConvNet(depth) on random 28x28 inputs: one warm-up step, then --steps measured steps \
+        (median time). 'act peak' is the peak of the activations tag above its level before the step (what the \
+        forward pass keeps for backward, plus recomputed segments); 'step peak' is the peak of all tensor memory \
+        above the level before the step. The budget is --budget-fraction of the unplanned activation peak.
+        Example: loom checkpoint-bench --depths 16,32,64,128 --batch-size 32
+        """)
+    @Option(help: "Comma-separated depths (conv-BN-ReLU blocks).") var depths: String = "16,32,64,128"
+    @Option(help: "Batch size.") var batchSize: Int = 32
+    @Option(help: "Channels per block.") var channels: Int = 16
+    @Option(help: "Measured steps per row (median time).") var steps: Int = 3
+    @Option(help: "Budget as a fraction of the activation peak without checkpointing.") var budgetFraction: Double = 0.3
+    @Option(help: "Threads (0: all cores).") var threads: Int = 0
+    @Option(help: "Write the rows as JSON lines to this file.") var json: String?
+
+    struct Row {
+        var depth: Int, policy: String, plan: String, planned: Int, actPeak: Int, stepPeak: Int, seconds: Double
+    }
+
+    func run() throws {
+        let ds = depths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !ds.isEmpty, ds.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--depths '\(depths)': expected comma-separated positive integers") }
+        guard batchSize >= 1, steps >= 1, channels >= 1 else { throw ValidationError("--batch-size, --steps and --channels must be positive") }
+        guard budgetFraction > 0 && budgetFraction <= 1 else { throw ValidationError("--budget-fraction \(budgetFraction): expected a value in (0, 1]") }
+        let t = threads == 0 ? ProcessInfoCores.count : threads
+        KernelThreading.maxThreads = t
+        BlasInfo.setThreads(t)
+        var rows: [Row] = []
+        print("DeepConvNet, batch \(batchSize), \(channels) channels, 28x28, \(t) threads; median of \(steps) steps")
+        print("depth  policy        act peak    step peak   planned     step ms   x time   mem /    plan")
+        for depth in ds {
+            var basePeak = 0, baseTime = 0.0, baseUnplanned = 0
+            for policyName in ["none", "sqrt", "budget"] {
+                Generator.manualSeed(0)
+                let model = DeepConvNet(depth: depth, channels: channels)
+                let params = model.parameters
+                var opt = Optimizer(try sgd(lr: 0.01, momentum: 0.9), params: params.map(\.value))
+                let x = Memory.withTag(.activations) { Tensor.randn([batchSize, 1, 28, 28]) }
+                let y = Tensor.randint(0, 10, [batchSize])
+                let policy: CheckpointPolicy
+                switch policyName {
+                case "none": policy = .none
+                case "sqrt": policy = .sqrt
+                default: policy = .budget(bytes: Swift.max(1, Int(Double(baseUnplanned) * budgetFraction)))
+                }
+                var planned = 0, planText = "-"
+                if case .none = policy {
+                    let probe = try Checkpointing.apply(.sqrt, to: model, input: x)  // measure costs only
+                    baseUnplanned = probe.first.map { $0.peakWithout } ?? 0
+                    planned = baseUnplanned
+                    _ = try Checkpointing.apply(.none, to: model, input: x)
+                } else {
+                    let p = try Checkpointing.apply(policy, to: model, input: x)
+                    planned = p.first?.plannedPeak ?? 0
+                    planText = p.first.map { "\($0.plan.recomputedSegments) recomputed / \($0.plan.segments.count) segments" } ?? "-"
+                }
+                func step() -> (act: Int, total: Int, secs: Double) {
+                    let before = Memory.stats()
+                    Memory.resetPeak()
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let loss = Memory.withTag(.activations) { Loss.crossEntropy(logits: model(x), targets: y) }
+                    Memory.withTag(.workspace) { loss.backward() }
+                    var values = params.map { _ in Tensor.zeros([0]) }
+                    for i in params.indices { swap(&values[i], &params[i].value) }
+                    opt.step(&values)
+                    for i in params.indices { swap(&values[i], &params[i].value) }
+                    model.zeroGrad()
+                    let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                    let after = Memory.stats()
+                    return (after.peak(.activations) - before.current(.activations), after.peak - before.current, secs)
+                }
+                _ = step()
+                var results: [(act: Int, total: Int, secs: Double)] = []
+                for _ in 0..<steps { results.append(step()) }
+                let times = results.map(\.secs).sorted()
+                let secs = times[times.count / 2]
+                let act = results.map(\.act).max()!, total = results.map(\.total).max()!
+                if policyName == "none" { basePeak = act; baseTime = secs }
+                let row = Row(depth: depth, policy: policy.description, plan: planText, planned: planned, actPeak: act, stepPeak: total, seconds: secs)
+                rows.append(row)
+                print(String(format: "%5d  %-12@ %10@  %10@  %10@  %8.1f   %5.2f   %5.2f   %@", depth, policyName as NSString,
+                             formatBytes(act) as NSString, formatBytes(total) as NSString, formatBytes(planned) as NSString,
+                             secs * 1000, secs / baseTime, Double(basePeak) / Double(Swift.max(act, 1)), planText as NSString))
+                fflush(nil)
+            }
+        }
+        // Growth of the activation peak with depth: the slope of log(peak) against log(depth).
+        if ds.count >= 2 {
+            for policy in ["none", "sqrt"] {
+                let pts = rows.filter { $0.policy == policy }.map { (log(Double($0.depth)), log(Double($0.actPeak))) }
+                let mx = pts.map(\.0).reduce(0, +) / Double(pts.count), my = pts.map(\.1).reduce(0, +) / Double(pts.count)
+                let slope = pts.reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / pts.reduce(0) { $0 + ($1.0 - mx) * ($1.0 - mx) }
+                print(String(format: "activation peak grows as depth^%.2f with %@ (1 = linear, 0.5 = sqrt)", slope, policy as NSString))
+            }
+        }
+        if let json {
+            var out = Data()
+            for r in rows {
+                let rec: [String: Any] = ["depth": r.depth, "policy": r.policy, "plan": r.plan, "planned_bytes": r.planned,
+                                          "activation_peak_bytes": r.actPeak, "step_peak_bytes": r.stepPeak, "step_seconds": r.seconds,
+                                          "batch": batchSize, "channels": channels]
+                out += try JSONSerialization.data(withJSONObject: rec, options: [.sortedKeys]) + Data([0x0A])
+            }
+            try out.write(to: URL(fileURLWithPath: json))
+        }
+    }
+}
+
+/// `loom memory`: the memory report of one training step of a zoo model, the planned peak
+/// and the largest batch under a cap, for a given low-memory configuration.
+struct MemoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "memory",
+        abstract: "Report memory of one training step (per tag, per layer, timeline) and the largest batch under a cap.",
+        discussion: """
+        Runs one real training step of the model on Fashion-MNIST images with the given options and prints the \
+        allocator's accounting. With --memory-cap it also plans the peak at --batch-size and finds the largest batch \
+        under the cap, then verifies it by measuring a step at that batch.
+        Example: loom memory --model convnet-bn --batch-size 128 --checkpoint sqrt --micro-batches 4 --memory-cap 64M
+        """)
+    @Option(help: "Zoo model (28x28 inputs).") var model: String = "convnet-bn"
+    @Option(help: "Batch size.") var batchSize: Int = 128
+    @Option(help: "Micro-batches per step.") var microBatches: Int = 1
+    @Option(help: "Gradient checkpointing: none, sqrt or budget:BYTES.") var checkpoint: String = "none"
+    @Option(help: "Tensor-memory cap in bytes (K/M/G suffixes) for planning.") var memoryCap: String?
+    @Option(help: "Write the report (with the full timeline) as JSON to this file.") var json: String?
+    @Option(help: "Rows of the timeline chart.") var chartRows: Int = 24
+    @Option(help: "Directory with the Fashion-MNIST IDX files.") var dataDir: String = "/usr/share/datasets/fashion-mnist"
+
+    func run() throws {
+        do {
+            var c = TrainConfig()
+            c.model = model; c.batchSize = batchSize; c.dataDir = dataDir
+            c.microBatches = microBatches == 1 ? nil : microBatches
+            c.checkpointing = checkpoint == "none" ? nil : checkpoint
+            c.trainLimit = Swift.max(batchSize, 1)
+            c.testLimit = 500
+            c.prefetch = 0
+            var cap: Int?
+            if let m = memoryCap {
+                guard let b = parseByteCount(m), b > 0 else { throw ValidationError("--memory-cap '\(m)': expected a byte count such as 64M") }
+                cap = b
+            }
+            let trainer = try Trainer(config: c)
+            for p in trainer.checkpointPlans {
+                print("checkpoint plan for \(p.name.isEmpty ? "model" : p.name): \(p.plan) (planned activations \(formatBytes(p.plannedPeak)), without \(formatBytes(p.peakWithout)))")
+            }
+            let batch = trainer.train.epoch(0).first(where: { _ in true })!
+            let report = trainer.memoryReportStep(inputs: batch.inputs, labels: batch.labels).report
+            print(report.text(chartRows: chartRows))
+            if let json { try report.json().write(to: URL(fileURLWithPath: json)); print("wrote \(json)") }
+            if let cap {
+                let plan = trainer.planPeak(cap: cap)
+                print("planned peak at batch \(batchSize): \(formatBytes(plan.peak)) (measured above: \(formatBytes(report.peak))); cap \(formatBytes(cap))")
+                let largest = plan.largestBatchUnderCap.map { $0 == Int.max ? "any" : "\($0)" } ?? "?"
+                print("largest batch whose measured step peak fits under the cap: \(largest)")
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
