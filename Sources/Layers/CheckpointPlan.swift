@@ -169,6 +169,17 @@ public enum CheckpointPlanner {
         plan.segments.filter(\.recompute).reduce(0) { acc, s in acc + costs[s.range].reduce(0) { $0 + $1.forwardCost } }
     }
 
+    /// The smallest planned peak any plan reaches (within 1%), by bisection on the budget.
+    public static func minimumPeak(_ costs: [LayerCost]) -> Int {
+        var hi = plannedPeak(sqrtPlan(layers: costs.count), costs: costs)
+        var lo = 0
+        while hi - lo > Swift.max(1, hi / 100) {
+            let mid = lo + (hi - lo) / 2
+            if (try? budgetPlan(costs, budget: mid, units: 256)) != nil { hi = mid } else { lo = mid }
+        }
+        return hi
+    }
+
     /// The plan of least recompute cost whose planned peak is at most `budget`.
     ///
     /// Dynamic programming over (layers done, bytes kept so far), with bytes rounded up
@@ -218,9 +229,9 @@ public enum CheckpointPlanner {
             }
         }
         guard let (mEnd, _) = best[n].enumerated().filter({ $0.element < inf }).min(by: { $0.element < $1.element }) else {
-            let floor = plannedPeak(try! CheckpointPlan(segments: (0..<n).map { .init($0..<($0 + 1), recompute: $0 < n - 1) }), costs: costs)
+            let floor = minimumPeak(costs)
             throw CheckpointPlanError("checkpoint budget \(formatBytes(budget)) (\(budget) bytes) is below what any plan reaches for these \(n) layers; "
-                                      + "checkpointing every layer plans a peak of \(formatBytes(floor)) (\(floor) bytes)")
+                                      + "the smallest planned peak is about \(formatBytes(floor)) (\(floor) bytes)")
         }
         var segments: [CheckpointPlan.Segment] = []
         var i = n, m = mEnd

@@ -17,14 +17,15 @@ struct CheckpointBench: ParsableCommand {
         Each row trains DeepConvNet(depth) on random 28x28 inputs: one warm-up step, then --steps measured steps \
         (median time). 'act peak' is the peak of the activations tag above its level before the step (what the \
         forward pass keeps for backward, plus recomputed segments); 'step peak' is the peak of all tensor memory \
-        above the level before the step. The budget is --budget-fraction of the unplanned activation peak.
+        above the level before the step. The budget is --budget-factor times the sqrt plan's planned peak: the \
+        least-recompute plan under it trades some of sqrt's memory saving for less recomputation.
         Example: loom checkpoint-bench --depths 16,32,64,128 --batch-size 32
         """)
     @Option(help: "Comma-separated depths (conv-BN-ReLU blocks).") var depths: String = "16,32,64,128"
     @Option(help: "Batch size.") var batchSize: Int = 32
     @Option(help: "Channels per block.") var channels: Int = 16
     @Option(help: "Measured steps per row (median time).") var steps: Int = 3
-    @Option(help: "Budget as a fraction of the activation peak without checkpointing.") var budgetFraction: Double = 0.3
+    @Option(help: "Budget as a multiple of the sqrt plan's planned activation peak.") var budgetFactor: Double = 2
     @Option(help: "Threads (0: all cores).") var threads: Int = 0
     @Option(help: "Write the rows as JSON lines to this file.") var json: String?
 
@@ -36,15 +37,15 @@ struct CheckpointBench: ParsableCommand {
         let ds = depths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ds.isEmpty, ds.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--depths '\(depths)': expected comma-separated positive integers") }
         guard batchSize >= 1, steps >= 1, channels >= 1 else { throw ValidationError("--batch-size, --steps and --channels must be positive") }
-        guard budgetFraction > 0 && budgetFraction <= 1 else { throw ValidationError("--budget-fraction \(budgetFraction): expected a value in (0, 1]") }
+        guard budgetFactor >= 1 else { throw ValidationError("--budget-factor \(budgetFactor): expected at least 1") }
         let t = threads == 0 ? ProcessInfoCores.count : threads
         KernelThreading.maxThreads = t
         BlasInfo.setThreads(t)
         var rows: [Row] = []
         print("DeepConvNet, batch \(batchSize), \(channels) channels, 28x28, \(t) threads; median of \(steps) steps")
-        print("depth  policy        act peak    step peak   planned     step ms   x time   mem /    plan")
+        print("depth  policy      act peak   step peak     planned   step ms   x time  mem ÷   plan")
         for depth in ds {
-            var basePeak = 0, baseTime = 0.0, baseUnplanned = 0
+            var basePeak = 0, baseTime = 0.0, sqrtPlanned = 0
             for policyName in ["none", "sqrt", "budget"] {
                 Generator.manualSeed(0)
                 let model = DeepConvNet(depth: depth, channels: channels)
@@ -56,13 +57,13 @@ struct CheckpointBench: ParsableCommand {
                 switch policyName {
                 case "none": policy = .none
                 case "sqrt": policy = .sqrt
-                default: policy = .budget(bytes: Swift.max(1, Int(Double(baseUnplanned) * budgetFraction)))
+                default: policy = .budget(bytes: Swift.max(1, Int(Double(sqrtPlanned) * budgetFactor)))
                 }
                 var planned = 0, planText = "-"
                 if case .none = policy {
                     let probe = try Checkpointing.apply(.sqrt, to: model, input: x)  // measure costs only
-                    baseUnplanned = probe.first.map { $0.peakWithout } ?? 0
-                    planned = baseUnplanned
+                    planned = probe.first.map { $0.peakWithout } ?? 0
+                    sqrtPlanned = probe.first.map { $0.plannedPeak } ?? 0
                     _ = try Checkpointing.apply(.none, to: model, input: x)
                 } else {
                     let p = try Checkpointing.apply(policy, to: model, input: x)
@@ -93,9 +94,11 @@ struct CheckpointBench: ParsableCommand {
                 if policyName == "none" { basePeak = act; baseTime = secs }
                 let row = Row(depth: depth, policy: policy.description, plan: planText, planned: planned, actPeak: act, stepPeak: total, seconds: secs)
                 rows.append(row)
-                print(String(format: "%5d  %-12@ %10@  %10@  %10@  %8.1f   %5.2f   %5.2f   %@", depth, policyName as NSString,
-                             formatBytes(act) as NSString, formatBytes(total) as NSString, formatBytes(planned) as NSString,
-                             secs * 1000, secs / baseTime, Double(basePeak) / Double(Swift.max(act, 1)), planText as NSString))
+                func l(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+                print(l("\(depth)", 5) + "  " + policyName.padding(toLength: 8, withPad: " ", startingAt: 0)
+                      + l(formatBytes(act), 12) + l(formatBytes(total), 12) + l(formatBytes(planned), 12)
+                      + String(format: "%10.1f %8.2f %7.2f   ", secs * 1000, secs / baseTime, Double(basePeak) / Double(Swift.max(act, 1)))
+                      + planText)
                 fflush(nil)
             }
         }
