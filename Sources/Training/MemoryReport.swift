@@ -104,10 +104,10 @@ extension MemoryReport {
 extension Trainer {
     /// Runs one real training step on `inputs` while recording memory, and reports it.
     /// (The step updates the model like any other.)
-    public func memoryReportStep(inputs: Tensor, labels: Tensor) -> (report: MemoryReport, result: (loss: Double, correct: Int)) {
+    public func memoryReportStep(inputs: Tensor, labels: Tensor) throws -> (report: MemoryReport, result: (loss: Double, correct: Int, count: Int)) {
         model.train()
-        return MemoryReport.record(model: model, batchSize: inputs.shape[0], microBatches: Swift.min(microBatches, inputs.shape[0])) {
-            trainStep(inputs: inputs, labels: labels)
+        return try MemoryReport.record(model: model, batchSize: inputs.shape[0], microBatches: Swift.min(microBatches, inputs.shape[0])) {
+            try trainStep(inputs: inputs, labels: labels)
         }
     }
 

@@ -22,8 +22,9 @@ extension Trainer {
     }
 
     /// Forward, loss and backward over `inputs` in `microBatches` pieces, then one
-    /// optimizer update. Returns the mean loss over the batch and the number of correct
-    /// predictions.
+    /// optimizer update. Returns the mean loss over the rows this process trained on, the
+    /// number of correct predictions and the number of rows (all of the batch, or this
+    /// rank's share under `distributed`).
     ///
     /// Each micro-batch's mean loss is weighted by its share of the batch, so the
     /// accumulated gradient equals the full batch's for models without BatchNorm (up to
@@ -34,12 +35,20 @@ extension Trainer {
     /// Memory: forward allocations are charged to `.activations`, backward's transient
     /// tensors to `.workspace`, accumulated parameter gradients to `.gradients`.
     @discardableResult
-    public func trainStep(inputs: Tensor, labels: Tensor) -> (loss: Double, correct: Int) {
+    public func trainStep(inputs fullInputs: Tensor, labels fullLabels: Tensor) throws -> (loss: Double, correct: Int, count: Int) {
+        var inputs = fullInputs, labels = fullLabels
+        var lossScale = 1.0
+        if let d = distributed {
+            let (rows, scale) = d.shard(fullInputs.shape[0])
+            inputs = fullInputs.narrowed(dim: 0, start: rows.lowerBound, length: rows.count)
+            labels = fullLabels.narrowed(dim: 0, start: rows.lowerBound, length: rows.count)
+            lossScale = scale
+        }
         let n = inputs.shape[0]
-        let k = Swift.min(microBatches, n)
+        let k = Swift.max(1, Swift.min(microBatches, n))
         var lossSum = 0.0, correct = 0
         var start = 0
-        for i in 0..<k {
+        func micro(_ i: Int) {
             let len = n / k + (i < n % k ? 1 : 0)
             let x = k == 1 ? inputs : inputs.narrowed(dim: 0, start: start, length: len)
             let y = k == 1 ? labels : labels.narrowed(dim: 0, start: start, length: len)
@@ -50,16 +59,61 @@ extension Trainer {
                 Loss.crossEntropy(logits: logits, targets: y, labelSmoothing: config.labelSmoothing)
             }
             Memory.mark(k == 1 ? "backward" : "backward \(i + 1)/\(k)")
+            let weight = Double(len) / Double(n) * lossScale
             Memory.withTag(.workspace) {
-                (k == 1 ? loss : loss * (Double(len) / Double(n))).backward()
+                (weight == 1 ? loss : loss * weight).backward()
             }
             lossSum += loss.item() * Double(len)
             correct += zip(logits.detached().argmax(dim: 1).scalars(as: Int64.self), y.scalars(as: Int64.self)).filter { $0 == $1 }.count
         }
+        if n > 0 {
+            if k > 1, let d = distributed {
+                try d.withoutSync { for i in 0..<(k - 1) { micro(i) } }
+            } else {
+                for i in 0..<(k - 1) { micro(i) }
+            }
+            micro(k - 1)
+        }
         Memory.mark("optimizer step")
-        optimizerStep()
+        if let d = distributed {
+            try d.afterBackward()
+            if let step = d.optimizerStep { try step() } else { optimizerStep() }
+        } else {
+            optimizerStep()
+        }
         model.zeroGrad()
         Memory.mark("done")
-        return (lossSum / Double(max(n, 1)), correct)
+        return (lossSum / Double(Swift.max(n, 1)), correct, n)
+    }
+}
+
+/// How a training step runs as one rank of a data-parallel group: set `Trainer.distributed`
+/// (the DataParallel module builds it from a DDP reducer or a sharded optimizer). Every
+/// rank loads the same global batches (same seed) and trains on its own rows of each.
+public struct DistributedStep {
+    public var rank: Int
+    public var size: Int
+    /// This rank's rows of a global batch of `n` and the factor its mean loss is scaled
+    /// by (so the averaged gradient equals the global batch's even when rows are uneven).
+    public var shard: (_ n: Int) -> (rows: Range<Int>, lossScale: Double)
+    /// Runs the micro-batches before the last without gradient synchronisation.
+    public var withoutSync: (() throws -> Void) throws -> Void
+    /// Runs after the last backward, before the optimizer update (gradient allreduce).
+    public var afterBackward: () throws -> Void
+    /// Replaces the optimizer update (a sharded optimizer), or nil for the usual one.
+    public var optimizerStep: (() throws -> Void)?
+    /// Sums a few numbers over all ranks (epoch metrics).
+    public var sumOverRanks: ([Double]) throws -> [Double]
+
+    public init(rank: Int, size: Int, shard: @escaping (_ n: Int) -> (rows: Range<Int>, lossScale: Double),
+                withoutSync: @escaping (() throws -> Void) throws -> Void, afterBackward: @escaping () throws -> Void,
+                optimizerStep: (() throws -> Void)? = nil, sumOverRanks: @escaping ([Double]) throws -> [Double]) {
+        self.rank = rank
+        self.size = size
+        self.shard = shard
+        self.withoutSync = withoutSync
+        self.afterBackward = afterBackward
+        self.optimizerStep = optimizerStep
+        self.sumOverRanks = sumOverRanks
     }
 }

@@ -35,6 +35,10 @@ public final class Trainer {
     public private(set) var nextEpoch = 0
     /// Checkpoint plans installed by `--checkpoint` (empty: none).
     public internal(set) var checkpointPlans: [Checkpointing.PlannedSequential] = []
+    /// Data-parallel rank settings (nil: a single process).
+    public var distributed: DistributedStep?
+    /// Whether this process writes checkpoints and metrics (rank 0 under data parallelism).
+    public var isPrimary: Bool { (distributed?.rank ?? 0) == 0 }
     /// Called with the memory report of the run's first training step, when set.
     public var onMemoryReport: ((MemoryReport) -> Void)?
     public var output: String?
@@ -122,33 +126,39 @@ public final class Trainer {
         for i in parameters.indices { swap(&values[i], &parameters[i].value) }
     }
 
-    /// Runs one training epoch and returns (mean loss, accuracy, images/s).
-    public func trainEpoch(_ epoch: Int) -> (loss: Double, accuracy: Double, imagesPerSecond: Double, seconds: Double) {
+    /// Runs one training epoch and returns (mean loss, accuracy, images/s). Under data
+    /// parallelism the loss and accuracy are over all ranks' rows, and images/s counts
+    /// the global batch.
+    public func trainEpoch(_ epoch: Int) throws -> (loss: Double, accuracy: Double, imagesPerSecond: Double, seconds: Double) {
         model.train()
         let bar = quiet ? nil : ProgressBar(title: "epoch \(epoch + 1)/\(config.epochs)", total: train.batchCount)
         let start = Date()
-        var lossSum = 0.0, correct = 0, seen = 0
+        var lossSum = 0.0, correct = 0, seen = 0, globalSeen = 0
         for batch in train.epoch(epoch) {
-            let r: (loss: Double, correct: Int)
+            let r: (loss: Double, correct: Int, count: Int)
             if let report = onMemoryReport {
                 onMemoryReport = nil
-                let m = memoryReportStep(inputs: batch.inputs, labels: batch.labels)
+                let m = try memoryReportStep(inputs: batch.inputs, labels: batch.labels)
                 r = m.result
                 report(m.report)
             } else {
-                r = trainStep(inputs: batch.inputs, labels: batch.labels)
+                r = try trainStep(inputs: batch.inputs, labels: batch.labels)
             }
-            let n = batch.labels.count
-            lossSum += r.loss * Double(n)
+            lossSum += r.loss * Double(r.count)
             correct += r.correct
-            seen += n
+            seen += r.count
+            globalSeen += batch.labels.count
             let elapsed = Date().timeIntervalSince(start)
-            bar?.update(done: batch.index + 1, loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seen),
-                        imagesPerSecond: Double(seen) / max(elapsed, 1e-9))
+            bar?.update(done: batch.index + 1, loss: lossSum / Double(Swift.max(seen, 1)), accuracy: Double(correct) / Double(Swift.max(seen, 1)),
+                        imagesPerSecond: Double(globalSeen) / max(elapsed, 1e-9))
         }
         bar?.finish()
+        if let d = distributed {
+            let sums = try d.sumOverRanks([lossSum, Double(correct), Double(seen)])
+            lossSum = sums[0]; correct = Int(sums[1]); seen = Int(sums[2])
+        }
         let secs = Date().timeIntervalSince(start)
-        return (lossSum / Double(max(seen, 1)), Double(correct) / Double(max(seen, 1)), Double(seen) / max(secs, 1e-9), secs)
+        return (lossSum / Double(max(seen, 1)), Double(correct) / Double(max(seen, 1)), Double(globalSeen) / max(secs, 1e-9), secs)
     }
 
     /// Evaluates on the test split (eval mode): mean loss and the confusion matrix.
@@ -174,7 +184,7 @@ public final class Trainer {
     public func run(stopAfter: Int? = nil) throws -> [EpochResult] {
         var results: [EpochResult] = []
         var metrics: JSONLWriter?
-        if let out = output {
+        if let out = output, isPrimary {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             metrics = try JSONLWriter(path: out + "/metrics.jsonl", append: nextEpoch > 0)
         }
@@ -198,7 +208,7 @@ public final class Trainer {
         let end = Swift.min(config.epochs, stopAfter ?? config.epochs)
         for epoch in nextEpoch..<Swift.max(end, nextEpoch) {
             let lr = optimizer.learningRate ?? config.lr
-            let t = trainEpoch(epoch)
+            let t = try trainEpoch(epoch)
             let (testLoss, cm) = evaluate()
             let r = EpochResult(epoch: epoch + 1, trainLoss: t.loss, trainAccuracy: t.accuracy, testLoss: testLoss,
                                 testAccuracy: cm.accuracy, imagesPerSecond: t.imagesPerSecond, seconds: t.seconds, learningRate: lr)
@@ -209,6 +219,7 @@ public final class Trainer {
                            r.epoch, config.epochs, r.trainLoss, 100 * r.trainAccuracy, r.testLoss, 100 * r.testAccuracy,
                            r.imagesPerSecond, r.seconds))
             }
+            guard isPrimary else { continue }
             metrics?.write(["epoch": r.epoch, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy, "test_loss": r.testLoss,
                             "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond, "seconds": r.seconds,
                             "lr": r.learningRate, "step": optimizer.stepCount])

@@ -163,7 +163,7 @@ struct MemoryCommand: ParsableCommand {
                 print("checkpoint plan for \(p.name.isEmpty ? "model" : p.name): \(p.plan) (planned activations \(formatBytes(p.plannedPeak)), without \(formatBytes(p.peakWithout)))")
             }
             let batch = trainer.train.epoch(0).first(where: { _ in true })!
-            let report = trainer.memoryReportStep(inputs: batch.inputs, labels: batch.labels).report
+            let report = try trainer.memoryReportStep(inputs: batch.inputs, labels: batch.labels).report
             print(report.text(chartRows: chartRows))
             if let json { try report.json().write(to: URL(fileURLWithPath: json)); print("wrote \(json)") }
             if let cap {
