@@ -110,12 +110,15 @@ public enum Checkpointing {
         for (_, s) in targets { s.checkpointPlan = nil }
         if case .none = policy { return [] }
         let profiler = LayerProfiler()
-        let saved = model.stateDict()
+        // Forward passes change buffers (BatchNorm running statistics) and draw from the
+        // generator; parameters are untouched (no optimizer step). Restore both.
+        let buffers = model.namedBuffers().map { ($0.1, $0.1.value) }
         let rng = Generator.default.currentState
         for _ in 0..<2 {
             _ = LayerProfiler.$current.withValue(profiler) { enableGrad { model(input) } }
         }
-        try! model.loadStateDict(Dictionary(uniqueKeysWithValues: saved))
+        model.zeroGrad()
+        for (b, v) in buffers { b.value = v }
         Generator.default.currentState = rng
         var measured: [(String, Sequential, [LayerCost], Int)] = []
         for (name, s) in targets {

@@ -88,7 +88,7 @@ extension Tensor {
     @usableFromInline
     mutating func makeUniqueDense() {
         if isKnownUniquelyReferenced(&storage) && storage.byteCount == count * dtype.byteSize && offset == 0 && isContiguous { return }
-        let copy = self.contiguousCopy()
+        let copy = Memory.withTag(storage.tag) { self.contiguousCopy() }  // the copy is charged like the original
         storage = copy.storage
         strides = copy.strides
         offset = 0
@@ -99,7 +99,7 @@ extension Tensor {
     @usableFromInline
     mutating func makeUnique() {
         if isKnownUniquelyReferenced(&storage) { return }
-        let copy = self.contiguousCopy()
+        let copy = Memory.withTag(storage.tag) { self.contiguousCopy() }
         storage = copy.storage
         strides = copy.strides
         offset = 0

@@ -117,10 +117,11 @@ extension Trainer {
     /// are restored. The optimizer's own allocations during `step` are not included
     /// (its state exists before training starts and is counted in the baseline).
     public func measureStepPeak(batchSize: Int) -> Int {
-        let saved = model.stateDict()
+        // Parameters are not updated (no optimizer step); buffers and the generator are.
+        let buffers = model.namedBuffers().map { ($0.1, $0.1.value) }
         let rng = Generator.default.currentState
         defer {
-            try! model.loadStateDict(Dictionary(uniqueKeysWithValues: saved))
+            for (b, v) in buffers { b.value = v }
             Generator.default.currentState = rng
         }
         model.zeroGrad()
