@@ -210,6 +210,59 @@ public class BatchNormBase: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         checkInput(x)
+        if x.dtype.isReducedPrecision, let policy = Autocast.policy {
+            return forwardSavingInput(x, computeIn: usesFloat32Statistics(policy) ? .float32 : x.dtype)
+        }
+        return forward(x, weight: weight?.value, bias: bias?.value)
+    }
+
+    /// Whether this layer widens a half input to Float32 under `policy`: always for L2, whose
+    /// sum of squares overflows Float16 once a deviation exceeds 255.9 (and whose small
+    /// variances underflow); for L1 / L∞ unless `policy.halfBatchNorm` (Hoffer et al. 2018,
+    /// "Norm matters", sec. 4–5: L1 and L∞ batch norm are numerically stable in half precision).
+    func usesFloat32Statistics(_ policy: AutocastPolicy) -> Bool {
+        if case .l2 = norm { return true }
+        return !policy.halfBatchNorm
+    }
+
+    /// The autocast path for a half input `x`: the layer computed on `x` converted to `compute`
+    /// (Float32, or the half type itself for L1 / L∞ with `halfBatchNorm`), with the Float32
+    /// master γ and β, and the output rounded to the input's type.
+    ///
+    /// Only the half input is kept for backward (not a Float32 copy, nor the intermediate
+    /// tensors of the composed L1 / L∞ ops); the backward pass converts it again, recomputes the
+    /// layer with `GradMode.isRecomputing` set (so running statistics are updated once, by the
+    /// forward pass) and returns the VJP: Float32 gradients for γ and β, the input's gradient
+    /// rounded to its type. One extra batch-norm forward per step buys half-sized saved activations.
+    func forwardSavingInput(_ x: Tensor, computeIn compute: DType) -> Tensor {
+        let half = x.dtype
+        let xd = x.detached()
+        let params = [weight?.value, bias?.value].compactMap { $0 }
+        let hasWeight = weight != nil, hasBias = bias != nil
+        let y = noGrad { withoutAutocast { forward(xd.to(compute), weight: weight?.value.detached(), bias: bias?.value.detached()) } }
+        let out = y.detached().to(half)
+        let saved = params.map { $0.detached() }
+        return out.recording("batchNorm", inputs: [x] + params) { [self] g in
+            GradMode.$isRecomputing.withValue(true) {
+                withoutAutocast {
+                    let leaves = ([xd.to(compute)] + saved).map { $0.requiringGrad() }
+                    let standIn: Tensor = enableGrad {
+                        let y = self.forward(leaves[0], weight: hasWeight ? leaves[1] : nil,
+                                             bias: hasBias ? leaves[hasWeight ? 2 : 1] : nil)
+                        // A stand-in carrying y's graph over 4 bytes of storage: the recomputed
+                        // output is freed before backward runs (no batch-norm VJP needs it).
+                        return Tensor.zeros([], dtype: y.dtype).expand(y.shape).recording("batchNorm", inputs: [y]) { [$0] }
+                    }
+                    standIn.backward(g.to(compute))
+                    let gx = leaves[0].grad ?? Tensor.zeros(leaves[0].shape, dtype: compute)
+                    return [gx.to(half)] + leaves.dropFirst().map { $0.grad ?? $0.zerosLike() }
+                }
+            }
+        }
+    }
+
+    /// The layer on input `x` with affine parameters `w` and `b` (nil when not affine).
+    func forward(_ x: Tensor, weight w: Tensor?, bias b: Tensor?) -> Tensor {
         let c = numFeatures
         var bshape = [Int](repeating: 1, count: x.rank)
         bshape[1] = c
@@ -218,7 +271,7 @@ public class BatchNormBase: Module {
             let chunks = ghostBatchSize.map { x.split(size: $0, dim: 0) } ?? [x]
             var outs: [Tensor] = [], means: [Tensor] = [], spreads: [Tensor] = []
             for (i, chunk) in chunks.enumerated() {
-                let r = normalizeWithBatchStatistics(chunk, bshape: bshape, ghost: chunks.count > 1 ? i : nil)
+                let r = normalizeWithBatchStatistics(chunk, weight: w, bias: b, bshape: bshape, ghost: chunks.count > 1 ? i : nil)
                 outs.append(r.y)
                 means.append(r.mean)
                 spreads.append(r.runningSpread)
@@ -246,9 +299,9 @@ public class BatchNormBase: Module {
         }
         let affineDone: Bool
         if case .l2 = norm, isTraining || !trackRunningStats { affineDone = true } else { affineDone = false }
-        if !affineDone, let w = weight, let b = bias {
-            let wv = w.value.dtype == x.dtype ? w.value : w.value.to(x.dtype)
-            let bv = b.value.dtype == x.dtype ? b.value : b.value.to(x.dtype)
+        if !affineDone, let w, let b {
+            let wv = w.dtype == x.dtype ? w : w.to(x.dtype)
+            let bv = b.dtype == x.dtype ? b : b.to(x.dtype)
             y = y * wv.reshaped(bshape) + bv.reshaped(bshape)
         }
         return y
@@ -256,7 +309,7 @@ public class BatchNormBase: Module {
 
     /// Normalises one (ghost) batch; returns the output and the detached per-channel [C]
     /// mean and running-"var" statistic (unbiased variance for L2, s² otherwise).
-    func normalizeWithBatchStatistics(_ x: Tensor, bshape: [Int], ghost: Int?) -> (y: Tensor, mean: Tensor, runningSpread: Tensor) {
+    func normalizeWithBatchStatistics(_ x: Tensor, weight: Tensor?, bias: Tensor?, bshape: [Int], ghost: Int?) -> (y: Tensor, mean: Tensor, runningSpread: Tensor) {
         let c = numFeatures
         let n = x.count / c
         let reduce = [0] + Array(2..<x.rank)
@@ -264,8 +317,8 @@ public class BatchNormBase: Module {
                      + (ghost.map { " (ghost batch \($0) of size \(ghostBatchSize!))" } ?? ""))
         if case .l2 = norm {
             // One fused kernel for statistics, normalisation and the affine transform.
-            let wv = weight.map { $0.value.dtype == x.dtype ? $0.value : $0.value.to(x.dtype) }
-            let bv = bias.map { $0.value.dtype == x.dtype ? $0.value : $0.value.to(x.dtype) }
+            let wv = weight.map { $0.dtype == x.dtype ? $0 : $0.to(x.dtype) }
+            let bv = bias.map { $0.dtype == x.dtype ? $0 : $0.to(x.dtype) }
             let r = x.batchNorm(weight: wv, bias: bv, eps: eps)
             return (r.output, r.mean, r.variance * (Double(n) / Double(n - 1)))
         }

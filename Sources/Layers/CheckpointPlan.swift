@@ -175,7 +175,7 @@ public enum CheckpointPlanner {
         var lo = 0
         while hi - lo > Swift.max(1, hi / 100) {
             let mid = lo + (hi - lo) / 2
-            if (try? budgetPlan(costs, budget: mid, units: 256)) != nil { hi = mid } else { lo = mid }
+            if (try? budgetSearch(costs, budget: mid, units: 256)) != nil { hi = mid } else { lo = mid }
         }
         return hi
     }
@@ -188,6 +188,16 @@ public enum CheckpointPlanner {
     /// is additive) or recomputed. O(n² · units) time; n = 128 layers takes milliseconds.
     /// Throws, naming the budget and the smallest peak a plan can reach, when nothing fits.
     public static func budgetPlan(_ costs: [LayerCost], budget: Int, units: Int = 1024) throws(CheckpointPlanError) -> CheckpointPlan {
+        guard let plan = try budgetSearch(costs, budget: budget, units: units) else {
+            let floor = minimumPeak(costs)
+            throw CheckpointPlanError("checkpoint budget \(formatBytes(budget)) (\(budget) bytes) is below what any plan reaches for these \(costs.count) layers; "
+                                      + "the smallest planned peak is about \(formatBytes(floor)) (\(floor) bytes)")
+        }
+        return plan
+    }
+
+    /// The dynamic program of `budgetPlan`; nil when no plan fits.
+    static func budgetSearch(_ costs: [LayerCost], budget: Int, units: Int) throws(CheckpointPlanError) -> CheckpointPlan? {
         let n = costs.count
         guard n > 0 else { return .none(layers: 0) }
         guard budget > 0 else { throw CheckpointPlanError("checkpoint budget \(budget) bytes: expected a positive byte count") }
@@ -229,9 +239,7 @@ public enum CheckpointPlanner {
             }
         }
         guard let (mEnd, _) = best[n].enumerated().filter({ $0.element < inf }).min(by: { $0.element < $1.element }) else {
-            let floor = minimumPeak(costs)
-            throw CheckpointPlanError("checkpoint budget \(formatBytes(budget)) (\(budget) bytes) is below what any plan reaches for these \(n) layers; "
-                                      + "the smallest planned peak is about \(formatBytes(floor)) (\(floor) bytes)")
+            return nil
         }
         var segments: [CheckpointPlan.Segment] = []
         var i = n, m = mEnd

@@ -2,6 +2,7 @@ import TensorCore
 
 /// y = x Wᵀ + b. Input [..., inFeatures], output [..., outFeatures].
 /// Weight [out, in] and bias [out] initialised as PyTorch's `nn.Linear`.
+/// Under `withAutocast` the product runs on half copies of x, W and b (see `AutocastPolicy`).
 public final class Linear: Module {
     public let weight: Parameter
     public let bias: Parameter?
@@ -17,6 +18,13 @@ public final class Linear: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures) -> \(outFeatures)): input \(shapeString(x.shape)) has last dimension \(x.shape.last ?? 0), expected \(inFeatures)")
+        if Autocast.isEnabled {
+            // Autocast: input and the Float32 master weight/bias narrowed (recorded casts, so the
+            // gradient reaches the master in Float32); the GEMM accumulates in Float32 and the
+            // output (and what matmul saves for backward) is half.
+            let y = Autocast.narrow(x).matmul(Autocast.narrow(weight.value).transposed(0, 1))
+            return bias.map { y + Autocast.narrow($0.value) } ?? y
+        }
         let y = x.matmul(weight.value.transposed(0, 1))
         return bias.map { y + $0.value } ?? y
     }
@@ -24,6 +32,7 @@ public final class Linear: Module {
 
 /// 2-D convolution over [N, C, H, W] (cross-correlation, as PyTorch's `nn.Conv2d`):
 /// weight [out, in/groups, kh, kw], bias [out], PyTorch's default initialisation.
+/// Under `withAutocast` the convolution runs on half copies of x, weight and bias (see `AutocastPolicy`).
 public final class Conv2d: Module {
     public let weight: Parameter
     public let bias: Parameter?
@@ -56,6 +65,11 @@ public final class Conv2d: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        x.conv2d(weight.value, bias: bias?.value, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        if Autocast.isEnabled {
+            // Autocast: as in Linear, half input and half copies of the Float32 master weight/bias.
+            return Autocast.narrow(x).conv2d(Autocast.narrow(weight.value), bias: bias.map { Autocast.narrow($0.value) },
+                                             stride: stride, padding: padding, dilation: dilation, groups: groups)
+        }
+        return x.conv2d(weight.value, bias: bias?.value, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 }

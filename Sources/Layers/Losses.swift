@@ -3,10 +3,19 @@ import TensorCore
 /// Loss functions with PyTorch's functional definitions, defaults and reductions
 /// (`torch.nn.functional.cross_entropy`, `nll_loss`, `mse_loss`, `smooth_l1_loss`,
 /// `binary_cross_entropy_with_logits`). All are composed of differentiable ops.
+///
+/// Under `withAutocast`, half inputs (logits, predictions, targets, weights) are widened to
+/// Float32 first, so the softmax, logarithms and reductions run and return in Float32
+/// (Micikevicius et al. 2018: reductions and losses stay in single precision).
 public enum Loss {
     /// How per-element losses are combined: kept (`none`), summed, or averaged (`mean`, the default).
     public enum Reduction: Sendable, Equatable {
         case none, mean, sum
+    }
+
+    /// `t` widened to Float32 when autocast is on and `t` has a half type; `t` otherwise.
+    static func float32UnderAutocast(_ t: Tensor) -> Tensor {
+        Autocast.isEnabled ? Autocast.widen(t) : t
     }
 
     static func reduce(_ t: Tensor, _ r: Reduction) -> Tensor {
@@ -33,6 +42,7 @@ public enum Loss {
     /// (pass -100 for PyTorch's behaviour), so a stray -100 label is reported, not skipped.
     public static func crossEntropy(logits: Tensor, targets: Tensor, weight: Tensor? = nil, ignoreIndex: Int? = nil,
                                     labelSmoothing: Double = 0, reduction: Reduction = .mean) -> Tensor {
+        let logits = float32UnderAutocast(logits), weight = weight.map(float32UnderAutocast)
         precondition(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: labelSmoothing \(labelSmoothing) must be in [0, 1]")
         precondition(logits.dtype.isFloatingPoint, "crossEntropy: logits must be floating point, got \(logits.dtype)")
         let (rows, flatTargets, outShape) = flattenClassification(logits, targets, op: "crossEntropy")
@@ -46,6 +56,7 @@ public enum Loss {
     /// ignored targets; `.mean` divides by Σ w_{yᵢ} over non-ignored samples.
     public static func nllLoss(logProbs: Tensor, targets: Tensor, weight: Tensor? = nil, ignoreIndex: Int? = nil,
                                reduction: Reduction = .mean) -> Tensor {
+        let logProbs = float32UnderAutocast(logProbs), weight = weight.map(float32UnderAutocast)
         precondition(logProbs.dtype.isFloatingPoint, "nllLoss: logProbs must be floating point, got \(logProbs.dtype)")
         let (rows, flatTargets, outShape) = flattenClassification(logProbs, targets, op: "nllLoss")
         return weightedNLL(rows, flatTargets, outShape: outShape, weight: weight, ignoreIndex: ignoreIndex,
@@ -130,6 +141,7 @@ public enum Loss {
 
     /// Mean squared error (input − target)², as `F.mse_loss`. Shapes must match.
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean) -> Tensor {
+        let input = float32UnderAutocast(input), target = float32UnderAutocast(target)
         checkSameShape(input, target, op: "mseLoss")
         let d = input - target
         return reduce(d * d, reduction)
@@ -139,6 +151,7 @@ public enum Loss {
     /// 0.5 d² / beta where |d| < beta, |d| − 0.5 beta elsewhere; beta = 0 gives |d|.
     public static func smoothL1Loss(_ input: Tensor, _ target: Tensor, beta: Double = 1, reduction: Reduction = .mean) -> Tensor {
         precondition(beta >= 0, "smoothL1Loss: beta \(beta) must be non-negative")
+        let input = float32UnderAutocast(input), target = float32UnderAutocast(target)
         checkSameShape(input, target, op: "smoothL1Loss")
         let d = input - target
         let a = d.abs()
@@ -159,6 +172,8 @@ public enum Loss {
     /// `weight` (broadcast) rescales each element.
     public static func binaryCrossEntropyWithLogits(_ logits: Tensor, _ targets: Tensor, weight: Tensor? = nil,
                                                     posWeight: Tensor? = nil, reduction: Reduction = .mean) -> Tensor {
+        let logits = float32UnderAutocast(logits), targets = float32UnderAutocast(targets)
+        let weight = weight.map(float32UnderAutocast), posWeight = posWeight.map(float32UnderAutocast)
         checkSameShape(logits, targets, op: "binaryCrossEntropyWithLogits")
         precondition(logits.dtype.isFloatingPoint, "binaryCrossEntropyWithLogits: logits must be floating point, got \(logits.dtype)")
         var loss: Tensor

@@ -16,12 +16,15 @@ public struct Checkpoint {
     public var rng: RNGState
     /// The first epoch that has not been completed.
     public var nextEpoch: Int
+    /// The dynamic loss scaler's state (`--precision fp16`), empty otherwise.
+    public var scaler: [String: Tensor] = [:]
     public var format = "loom-checkpoint-1"
 
     public func save(to path: String) throws {
         var tensors: [String: Tensor] = [:]
         for (k, v) in model { tensors["model." + k] = v }
         for (k, v) in optimizer { tensors["optimizer." + k] = v }
+        for (k, v) in scaler { tensors["scaler." + k] = v }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let meta = ["format": format,
@@ -39,11 +42,17 @@ public struct Checkpoint {
                               + "found keys \(meta.keys.sorted())). For plain weights use `loom predict --weights`.")
         }
         let dec = JSONDecoder()
-        var model: [String: Tensor] = [:], opt: [String: Tensor] = [:]
+        var model: [String: Tensor] = [:], opt: [String: Tensor] = [:], scaler: [String: Tensor] = [:]
         for (k, v) in tensors {
-            if k.hasPrefix("model.") { model[String(k.dropFirst(6))] = v } else if k.hasPrefix("optimizer.") { opt[String(k.dropFirst(10))] = v }
+            if k.hasPrefix("model.") {
+                model[String(k.dropFirst(6))] = v
+            } else if k.hasPrefix("optimizer.") {
+                opt[String(k.dropFirst(10))] = v
+            } else if k.hasPrefix("scaler.") {
+                scaler[String(k.dropFirst(7))] = v
+            }
         }
         return Checkpoint(config: try dec.decode(TrainConfig.self, from: Data(cfg.utf8)), model: model, optimizer: opt,
-                          rng: try dec.decode(RNGState.self, from: Data(rng.utf8)), nextEpoch: next)
+                          rng: try dec.decode(RNGState.self, from: Data(rng.utf8)), nextEpoch: next, scaler: scaler)
     }
 }

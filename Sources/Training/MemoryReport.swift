@@ -134,9 +134,9 @@ extension Trainer {
             let len = batchSize / k + (i < batchSize % k ? 1 : 0)
             let xi = x.narrowed(dim: 0, start: start, length: len), yi = y.narrowed(dim: 0, start: start, length: len)
             start += len
-            let logits = Memory.withTag(.activations) { model(xi) }
+            let logits = Memory.withTag(.activations) { forwardLogits(xi) }
             let loss = Memory.withTag(.activations) { Loss.crossEntropy(logits: logits, targets: yi) }
-            Memory.withTag(.workspace) { loss.backward() }
+            Memory.withTag(.workspace) { (lossScaler?.scale(loss) ?? loss).backward() }
         }
         let peak = Memory.stats().peak
         model.zeroGrad()

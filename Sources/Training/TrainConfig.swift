@@ -46,10 +46,21 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var checkpointing: String? = nil
     /// Compute precision: fp32, fp16 or bf16 (nil: fp32).
     public var precision: String? = nil
+    /// Under fp16/bf16, run L1 / L∞ batch norm in half (nil: false); see `AutocastPolicy`.
+    public var halfBatchNorm: Bool? = nil
     /// Fail before training when the planned peak of tensor memory exceeds this many bytes.
     public var memoryCap: Int? = nil
 
     public init() {}
+
+    /// The mixed-precision setting named by `precision` and `halfBatchNorm`.
+    public func mixedPrecision() throws(ConfigError) -> MixedPrecision {
+        do {
+            return try MixedPrecision(parsing: precision ?? "fp32", halfBatchNorm: halfBatchNorm ?? false)
+        } catch {
+            throw ConfigError(error.description)
+        }
+    }
 
     /// The checkpoint policy named by `checkpointing`.
     public func checkpointPolicy() throws(ConfigError) -> CheckpointPolicy {
@@ -95,9 +106,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             if k < 1 { throw ConfigError("--micro-batches \(k): expected at least 1") }
             if k > batchSize { throw ConfigError("--micro-batches \(k): expected at most the batch size (\(batchSize))") }
         }
-        if let p = precision, !["fp32", "fp16", "bf16"].contains(p) {
-            throw ConfigError("--precision '\(p)': expected fp32, fp16 or bf16")
-        }
+        _ = try mixedPrecision()
         if let c = memoryCap, c < 1 { throw ConfigError("--memory-cap \(c): expected a positive byte count") }
     }
 }

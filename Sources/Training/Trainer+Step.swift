@@ -8,6 +8,13 @@ extension Trainer {
     /// Micro-batches per step (1: none).
     public var microBatches: Int { config.microBatches ?? 1 }
 
+    /// The model's logits for `x` under the configured precision: the forward pass runs
+    /// under autocast and the logits are widened to Float32 for the loss.
+    public func forwardLogits(_ x: Tensor) -> Tensor {
+        guard precision.policy != nil else { return model(x) }
+        return Autocast.widen(precision.autocast { model(x) })
+    }
+
     /// Installs the checkpoint plans the config asks for (measured on one micro-batch).
     func setUpLowMemory() throws {
         let policy = try config.checkpointPolicy()
@@ -15,9 +22,9 @@ extension Trainer {
         let micro = (config.batchSize + microBatches - 1) / microBatches
         let probe = Tensor.zeros([micro, 1, 28, 28])
         do {
-            checkpointPlans = try Checkpointing.apply(policy, to: model, input: probe)
+            checkpointPlans = try precision.autocast { try Checkpointing.apply(policy, to: model, input: probe) }
         } catch {
-            throw ConfigError("--checkpoint \(policy): \(error.description)")
+            throw ConfigError("--checkpoint \(policy): \(error)")
         }
     }
 
@@ -54,14 +61,15 @@ extension Trainer {
             let y = k == 1 ? labels : labels.narrowed(dim: 0, start: start, length: len)
             start += len
             Memory.mark(k == 1 ? "forward" : "forward \(i + 1)/\(k)")
-            let logits = Memory.withTag(.activations) { model(x) }
+            let logits = Memory.withTag(.activations) { forwardLogits(x) }
             let loss = Memory.withTag(.activations) {
                 Loss.crossEntropy(logits: logits, targets: y, labelSmoothing: config.labelSmoothing)
             }
             Memory.mark(k == 1 ? "backward" : "backward \(i + 1)/\(k)")
             let weight = Double(len) / Double(n) * lossScale
             Memory.withTag(.workspace) {
-                (weight == 1 ? loss : loss * weight).backward()
+                let l = weight == 1 ? loss : loss * weight
+                (lossScaler?.scale(l) ?? l).backward()
             }
             lossSum += loss.item() * Double(len)
             correct += zip(logits.detached().argmax(dim: 1).scalars(as: Int64.self), y.scalars(as: Int64.self)).filter { $0 == $1 }.count
@@ -75,11 +83,18 @@ extension Trainer {
             micro(k - 1)
         }
         Memory.mark("optimizer step")
-        if let d = distributed {
-            try d.afterBackward()
-            if let step = d.optimizerStep { try step() } else { optimizerStep() }
+        try distributed?.afterBackward()
+        func update() throws {
+            if let step = distributed?.optimizerStep { try step() } else { optimizerStep() }
+        }
+        if var scaler = lossScaler {
+            // Unscale after the gradients were averaged over ranks, so every rank sees the
+            // same overflow and all skip together.
+            try scaler.step(parameters) { try update() }
+            scaler.update()
+            lossScaler = scaler
         } else {
-            optimizerStep()
+            try update()
         }
         model.zeroGrad()
         Memory.mark("done")

@@ -35,6 +35,10 @@ public final class Trainer {
     public private(set) var nextEpoch = 0
     /// Checkpoint plans installed by `--checkpoint` (empty: none).
     public internal(set) var checkpointPlans: [Checkpointing.PlannedSequential] = []
+    /// Mixed precision (`--precision`): autocast policy of the forward pass.
+    public let precision: MixedPrecision
+    /// Dynamic loss scaling for Float16 (nil otherwise); saved in checkpoints.
+    public internal(set) var lossScaler: LossScaler?
     /// Data-parallel rank settings (nil: a single process).
     public var distributed: DistributedStep?
     /// Whether this process writes checkpoints and metrics (rank 0 under data parallelism).
@@ -50,6 +54,12 @@ public final class Trainer {
         try config.validate()
         self.config = config
         self.output = output
+        self.precision = try config.mixedPrecision()
+        do {
+            self.lossScaler = try precision.makeLossScaler()
+        } catch {
+            throw ConfigError(error.description)
+        }
         let cores = ProcessInfoCores.count
         let threads = config.threads == 0 ? cores : config.threads
         KernelThreading.maxThreads = threads
@@ -114,6 +124,9 @@ public final class Trainer {
         try model.loadStateDict(ck.model)
         try optimizer.loadStateDict(ck.optimizer)
         Generator.default.currentState = ck.rng
+        if lossScaler != nil, !ck.scaler.isEmpty {
+            do { lossScaler = try LossScaler(stateDict: ck.scaler) } catch { throw ConfigError("checkpoint loss scaler: \(error.description)") }
+        }
         nextEpoch = ck.nextEpoch
     }
 
@@ -231,6 +244,6 @@ public final class Trainer {
     /// The current state as a checkpoint.
     public func checkpoint() -> Checkpoint {
         Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: model.stateDict()), optimizer: optimizer.stateDict(),
-                   rng: Generator.default.currentState, nextEpoch: nextEpoch)
+                   rng: Generator.default.currentState, nextEpoch: nextEpoch, scaler: lossScaler?.stateDict() ?? [:])
     }
 }

@@ -139,6 +139,9 @@ struct MemoryCommand: ParsableCommand {
     @Option(help: "Batch size.") var batchSize: Int = 128
     @Option(help: "Micro-batches per step.") var microBatches: Int = 1
     @Option(help: "Gradient checkpointing: none, sqrt or budget:BYTES.") var checkpoint: String = "none"
+    @Option(help: "Compute precision: fp32, fp16 or bf16.") var precision: String = "fp32"
+    @Flag(help: "With fp16/bf16: L1/L-inf batch norm in half.") var halfBatchNorm = false
+    @Option(help: "BatchNorm kind: l2, l1 or linf.") var norm: String = "l2"
     @Option(help: "Tensor-memory cap in bytes (K/M/G suffixes) for planning.") var memoryCap: String?
     @Option(help: "Write the report (with the full timeline) as JSON to this file.") var json: String?
     @Option(help: "Rows of the timeline chart.") var chartRows: Int = 24
@@ -150,6 +153,9 @@ struct MemoryCommand: ParsableCommand {
             c.model = model; c.batchSize = batchSize; c.dataDir = dataDir
             c.microBatches = microBatches == 1 ? nil : microBatches
             c.checkpointing = checkpoint == "none" ? nil : checkpoint
+            c.precision = precision == "fp32" ? nil : precision
+            c.halfBatchNorm = halfBatchNorm ? true : nil
+            c.norm = norm
             c.trainLimit = Swift.max(batchSize, 1)
             c.testLimit = 500
             c.prefetch = 0

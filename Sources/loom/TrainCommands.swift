@@ -45,6 +45,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Resume from <output>/checkpoint.safetensors.") var resume = false
     @Option(help: "Split each batch into K micro-batches and accumulate gradients.") var microBatches: Int = 1
     @Option(help: "Gradient checkpointing: none, sqrt, or budget:BYTES (K/M/G suffixes).") var checkpoint: String = "none"
+    @Option(help: "Compute precision: fp32, fp16 (with dynamic loss scaling) or bf16; master weights stay Float32.") var precision: String = "fp32"
+    @Flag(help: "With fp16/bf16: run L1/L-inf batch norm in half (L2 always computes its statistics in Float32).") var halfBatchNorm = false
     @Option(help: "Fail before training if the planned peak of tensor memory exceeds BYTES (K/M/G suffixes).") var memoryCap: String?
     @Flag(help: "Print the memory report of the first training step (per tag, per layer, timeline).") var memoryReport = false
     @Option(help: "Also write the first step's memory report (with the full timeline) as JSON to this file.") var memoryJson: String?
@@ -59,6 +61,8 @@ struct Train: ParsableCommand {
         c.dataDir = dataDir; c.trainLimit = trainLimit; c.testLimit = testLimit
         c.microBatches = microBatches == 1 ? nil : microBatches
         c.checkpointing = checkpoint == "none" ? nil : checkpoint
+        c.precision = precision == "fp32" ? nil : precision
+        c.halfBatchNorm = halfBatchNorm ? true : nil
         return c
     }
 

@@ -8,7 +8,8 @@ import TensorCore
 final class LowMemoryTrainingTests: XCTestCase {
     static let data: String = try! makeSyntheticFashionMNIST(train: 64, test: 20)
 
-    func trainer(_ model: String, micro: Int? = nil, checkpointing: String? = nil, dropout: Double = 0.5) throws -> Trainer {
+    func trainer(_ model: String, micro: Int? = nil, checkpointing: String? = nil, dropout: Double = 0.5,
+                 precision: String? = nil) throws -> Trainer {
         var c = TrainConfig()
         c.model = model
         c.batchSize = 32
@@ -18,6 +19,7 @@ final class LowMemoryTrainingTests: XCTestCase {
         c.microBatches = micro
         c.checkpointing = checkpointing
         c.dropout = dropout
+        c.precision = precision
         c.threads = 2
         let t = try Trainer(config: c)
         t.quiet = true
@@ -77,6 +79,32 @@ final class LowMemoryTrainingTests: XCTestCase {
         try ck.trainStep(inputs: x, labels: y)
         XCTAssertEqual(weights(ck), weights(plain))
         XCTAssertLessThan(ckPeak, plainPeak, "checkpointing must lower the step's peak (\(ckPeak) vs \(plainPeak))")
+    }
+
+    func testAllTechniquesTogetherMatchMixedPrecisionAloneAndCutMemory() throws {
+        // fp16 autocast + loss scaling, with and without sqrt checkpointing and 4 micro-batches:
+        // checkpointing recomputes under the same autocast policy, so weights are bitwise equal.
+        let half = try trainer("convnet-bn", micro: 4, precision: "fp16")
+        let (x, y) = batch(half)
+        Generator.manualSeed(5)
+        try half.trainStep(inputs: x, labels: y)
+        let all = try trainer("convnet-bn", micro: 4, checkpointing: "sqrt", precision: "fp16")
+        Generator.manualSeed(5)
+        try all.trainStep(inputs: x, labels: y)
+        XCTAssertEqual(weights(all), weights(half))
+        XCTAssertEqual(all.lossScaler?.steps, 1)
+        XCTAssertEqual(all.lossScaler?.skippedSteps, 0)
+        // The step's peak: plain fp32 full batch against all three techniques.
+        let plain = try trainer("convnet-bn")
+        let plainPeak = plain.measureStepPeak(batchSize: 32)
+        let allPeak = all.measureStepPeak(batchSize: 32)
+        XCTAssertLessThan(Double(allPeak), 0.7 * Double(plainPeak), "all techniques: \(allPeak) bytes vs plain \(plainPeak)")
+        // The loss scaler's state travels with the checkpoint.
+        let ck = all.checkpoint()
+        XCTAssertFalse(ck.scaler.isEmpty)
+        let resumed = try trainer("convnet-bn", micro: 4, checkpointing: "sqrt", precision: "fp16")
+        try resumed.restore(ck)
+        XCTAssertEqual(resumed.lossScaler, all.lossScaler)
     }
 
     func testMemoryCapFailsEarlyNamingCapAndPlannedPeak() throws {

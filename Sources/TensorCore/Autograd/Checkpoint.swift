@@ -19,6 +19,9 @@
 /// those of the plain computation bitwise when the ops inside are deterministic, which
 /// Loom's CPU kernels are for a fixed thread count.
 ///
+/// The recomputation runs under the first run's memory tag, `Memory.owner` and autocast
+/// policy, so it allocates, is charged and rounds exactly as the first run did.
+///
 /// Memory: the node keeps `inputs` (views of them, no copies); everything `f` allocated
 /// beyond its output is freed when the first run returns. Cost: one extra forward of `f`.
 public func checkpoint(_ inputs: [Tensor], preserveRNGState: Bool = true,
@@ -26,6 +29,7 @@ public func checkpoint(_ inputs: [Tensor], preserveRNGState: Bool = true,
     guard GradMode.isEnabled, inputs.contains(where: { $0.gradNode != nil }) else { return f(inputs) }
     let rngBefore = preserveRNGState ? Generator.default.currentState : nil
     let tag = Memory.currentTag, owner = Memory.owner  // recomputed tensors are charged like the first run's
+    let autocast = Autocast.policy  // and computed in the same precision
     let constants = inputs.map { $0.detached() }
     let output = noGrad { f(constants) }
     let needsGrad = inputs.map { $0.gradNode != nil }
@@ -35,7 +39,7 @@ public func checkpoint(_ inputs: [Tensor], preserveRNGState: Bool = true,
         let rngAfter = Generator.default.currentState
         if let rngBefore { Generator.default.currentState = rngBefore }
         let recomputed = GradMode.$isRecomputing.withValue(true) {
-            Memory.$owner.withValue(owner) { Memory.withTag(tag) { enableGrad { f(leaves) } } }
+            Memory.$owner.withValue(owner) { Memory.withTag(tag) { enableGrad { withAutocast(autocast) { f(leaves) } } } }
         }
         if rngBefore != nil { Generator.default.currentState = rngAfter }
         precondition(recomputed.shape == gradient.shape,
