@@ -26,8 +26,10 @@ ARGS ?=
 run: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom train $(ARGS)
 
+# The suite, then the checks that need real MPI ranks (collectives and DDP under mpirun).
 test: setup
 	$(SWIFT) test $(RELEASE_FLAGS)
+	bash scripts/mpi_check.sh
 
 bench: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom bench

@@ -47,7 +47,7 @@ let package = Package(
         // L1': ProcessGroup, MPI and in-process backends, our allreduce algorithms, compression.
         .target(name: "Collectives", dependencies: ["CMPI", "TensorCore", "TensorKernels"]),
         // L4: DDP reducer (buckets, overlap, fusion), ZeRO-style sharded update, SyncBatchNorm.
-        .target(name: "DataParallel", dependencies: ["Collectives", "TensorCore", "Layers", "Optimizers"]),
+        .target(name: "DataParallel", dependencies: ["Collectives", "TensorCore", "Layers", "Optimizers", "Training"]),
         // L3: Reverb-style replay tables: selectors, rate limiters, checkpoints.
         .target(name: "ReplayStorage", dependencies: ["TensorCore"]),
         .executableTarget(
@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "TensorCore"]),
-        .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "Collectives", "Layers", "Optimizers", "TensorCore"]),
+        .testTarget(name: "DataParallelTests", dependencies: ["DataParallel", "Collectives", "Layers", "Optimizers", "TensorCore", "Training", "Datasets"]),
         .testTarget(name: "ReplayStorageTests", dependencies: ["ReplayStorage", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]

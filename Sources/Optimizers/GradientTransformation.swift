@@ -19,6 +19,16 @@ public protocol GradientTransformation: Sendable {
     func initState(params: [Tensor]) -> OptimizerState
     /// The updates for `grads` (one per parameter, to be added to the parameters).
     func update(grads: [Tensor], state: inout OptimizerState, params: [Tensor]) -> [Tensor]
+    /// Whether each parameter's update depends only on that parameter's gradient, value
+    /// and state slots (true for SGD, momentum, weight decay, Adam, schedules; false for
+    /// clipping by a global norm). `Optimizer` then updates one parameter at a time, so the
+    /// step's temporaries are those of the largest parameter, not of all of them.
+    var isElementwise: Bool { get }
+}
+
+extension GradientTransformation {
+    /// Not known to be elementwise unless a transformation says so.
+    public var isElementwise: Bool { false }
 }
 
 /// Traps unless `grads`, `params` and `state` agree in count, and each gradient matches its
@@ -64,6 +74,9 @@ public struct Chain: GradientTransformation {
         for t in transformations { state.merge(t.initState(params: params), op: "chain") }
         return state
     }
+
+    /// Elementwise when every member is.
+    public var isElementwise: Bool { transformations.allSatisfy(\.isElementwise) }
 
     /// Runs the members in order, each at the same pre-update step.
     public func update(grads: [Tensor], state: inout OptimizerState, params: [Tensor]) -> [Tensor] {

@@ -67,6 +67,21 @@ public struct Optimizer: Sendable {
         }
         if indices.isEmpty { return }
         let before = state.step
+        if transformation.isElementwise && indices.count > 1 {
+            // One parameter at a time: the same arithmetic, but the temporaries of the
+            // update (decayed gradient, new momentum, scaled step) exist for one parameter
+            // at once, not for all of them (peak memory of the step).
+            for (k, i) in indices.enumerated() {
+                let u = computeUpdates(grads: [grads[k]], params: params, indices: [i])
+                state.step = before
+                precondition(u.count == 1 && u[0].shape == params[i].shape,
+                             "Optimizer.step: parameter \(i): the transformation returned a bad update for shape \(shapeString(params[i].shape))")
+                grads[k] = Tensor.zeros([0], dtype: grads[k].dtype)  // drop this reference to the gradient
+                noGrad { params[i].add_(u[0]) }
+            }
+            state.step = before + 1
+            return
+        }
         let updates = computeUpdates(grads: grads, params: params, indices: indices)
         state.step = before + 1
         precondition(updates.count == indices.count,

@@ -8,6 +8,9 @@ import TensorCore
 /// the first update uses `schedule(0)`, as a PyTorch scheduler stepped after each
 /// `optimizer.step()` does. Stateless apart from the shared step counter.
 public struct ScaleByLearningRate: GradientTransformation {
+    /// Elementwise: each parameter's update uses only its own gradient, value and slots.
+    public var isElementwise: Bool { true }
+
     /// Learning rate as a function of the step.
     public let schedule: LRSchedule
 
@@ -51,6 +54,9 @@ public func scaleByLearningRate(_ schedule: LRSchedule) throws(OptimizerError) -
 /// exactly PyTorch's `clone(grad)`), then the update is `buf`, or `u + beta * buf` with
 /// Nesterov. State: one slot per parameter, named `"momentum"` unless told otherwise.
 public struct TraceMomentum: GradientTransformation {
+    /// Elementwise: each parameter's update uses only its own gradient, value and slots.
+    public var isElementwise: Bool { true }
+
     /// The momentum coefficient (PyTorch's `momentum`).
     public let beta: Double
     /// Whether the update looks ahead: `u + beta * buf` instead of `buf`.
@@ -106,6 +112,9 @@ public func traceMomentum(beta: Double, nesterov: Bool = false) throws(Optimizer
 /// (Loshchilov & Hutter 2019): the step becomes `-lr * (adam + wd * param)`, the same as
 /// PyTorch's `param *= 1 - lr * wd` followed by the Adam step. Stateless.
 public struct AddDecayedWeights: GradientTransformation {
+    /// Elementwise: each parameter's update uses only its own gradient, value and slots.
+    public var isElementwise: Bool { true }
+
     /// The decay coefficient (PyTorch's `weight_decay`).
     public let weightDecay: Double
 
@@ -124,7 +133,13 @@ public struct AddDecayedWeights: GradientTransformation {
         checkUpdateArguments("addDecayedWeights", grads: grads, params: params, state: state)
         state.step += 1
         if weightDecay == 0 { return grads }
-        return zip(grads, params).map { g, p in g + p.detached() * weightDecay }
+        // wd·p + g, accumulated in place: one parameter-sized temporary, not two (the
+        // same bits as g + wd·p: IEEE addition is commutative).
+        return zip(grads, params).map { g, p in
+            var u = p.detached() * weightDecay
+            u.add_(g)
+            return u
+        }
     }
 }
 
@@ -143,6 +158,9 @@ public func addDecayedWeights(_ weightDecay: Double) throws(OptimizerError) -> A
 /// Follow it with `scaleByLearningRate` to get `-lr * update`. State: slots `"exp_avg"` (m)
 /// and `"exp_avg_sq"` (v) per parameter, PyTorch's names.
 public struct ScaleByAdam: GradientTransformation {
+    /// Elementwise: each parameter's update uses only its own gradient, value and slots.
+    public var isElementwise: Bool { true }
+
     /// Decay rate of the first moment (PyTorch's `betas[0]`).
     public let b1: Double
     /// Decay rate of the second moment (PyTorch's `betas[1]`).

@@ -33,6 +33,12 @@ public struct Conv2dPlan: Sendable, Equatable {
     /// slower in training (`loom train-bench --model convnet-bn`).
     public static let defaultBudgetBytes = 4 << 20
 
+    /// The workspace budget conv2d calls plan with (default `defaultBudgetBytes`). Lower
+    /// it to trade speed for memory, like a cuDNN workspace limit: chunks then hold fewer
+    /// images (never fewer than one). Set once at start-up, before kernels run (`loom
+    /// train --workspace-limit`).
+    nonisolated(unsafe) public static var budgetBytes = defaultBudgetBytes
+
     /// Per-image GEMMs up to this many multiply-adds (m·n·k) go image-parallel on Loom's
     /// threads: OpenBLAS 0.3 runs a GEMM of at most 65536·4 multiply-adds single-threaded
     /// on its caller, so two workers then compute two GEMMs at once without contending
@@ -45,7 +51,7 @@ public struct Conv2dPlan: Sendable, Equatable {
     /// (`elementSize` bytes an element), balanced so that the chunks have nearly equal sizes.
     @inlinable
     public init(geometry: Conv2dGeometry, outChannels: Int, groups: Int, batch: Int, elementSize: Int,
-                budgetBytes: Int = Conv2dPlan.defaultBudgetBytes, maxThreads: Int = KernelThreading.maxThreads) {
+                budgetBytes: Int = Conv2dPlan.budgetBytes, maxThreads: Int = KernelThreading.maxThreads) {
         self.init()
         if batch <= 1 { return }
         let g = max(groups, 1)

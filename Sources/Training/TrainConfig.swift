@@ -50,6 +50,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var halfBatchNorm: Bool? = nil
     /// Fail before training when the planned peak of tensor memory exceeds this many bytes.
     public var memoryCap: Int? = nil
+    /// Workspace budget of one conv2d call in bytes (nil: the kernel default, 4 MiB).
+    public var workspaceLimit: Int? = nil
 
     public init() {}
 
@@ -108,6 +110,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         _ = try mixedPrecision()
         if let c = memoryCap, c < 1 { throw ConfigError("--memory-cap \(c): expected a positive byte count") }
+        if let w = workspaceLimit, w < 1 { throw ConfigError("--workspace-limit \(w): expected a positive byte count") }
     }
 }
 

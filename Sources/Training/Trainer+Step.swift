@@ -81,6 +81,10 @@ extension Trainer {
                 for i in 0..<(k - 1) { micro(i) }
             }
             micro(k - 1)
+        } else if distributed != nil, let first = parameters.first {
+            // A rank with no rows of this batch still runs backward (a zero loss over the
+            // parameters), so its gradient hooks fire and the collectives line up.
+            parameters.dropFirst().reduce(first.value.sum() * 0) { $0 + $1.value.sum() * 0 }.backward()
         }
         Memory.mark("optimizer step")
         try distributed?.afterBackward()

@@ -63,6 +63,7 @@ public final class Trainer {
         let cores = ProcessInfoCores.count
         let threads = config.threads == 0 ? cores : config.threads
         KernelThreading.maxThreads = threads
+        Conv2dPlan.budgetBytes = config.workspaceLimit ?? Conv2dPlan.defaultBudgetBytes
         BlasInfo.setThreads(threads)
         Generator.manualSeed(config.seed)
         let entry = try Zoo.entry(config.model)

@@ -142,6 +142,7 @@ struct MemoryCommand: ParsableCommand {
     @Option(help: "Compute precision: fp32, fp16 or bf16.") var precision: String = "fp32"
     @Flag(help: "With fp16/bf16: L1/L-inf batch norm in half.") var halfBatchNorm = false
     @Option(help: "BatchNorm kind: l2, l1 or linf.") var norm: String = "l2"
+    @Option(help: "Workspace budget of one convolution call (K/M/G suffixes; default 4M).") var workspaceLimit: String?
     @Option(help: "Tensor-memory cap in bytes (K/M/G suffixes) for planning.") var memoryCap: String?
     @Option(help: "Write the report (with the full timeline) as JSON to this file.") var json: String?
     @Option(help: "Rows of the timeline chart.") var chartRows: Int = 24
@@ -156,6 +157,10 @@ struct MemoryCommand: ParsableCommand {
             c.precision = precision == "fp32" ? nil : precision
             c.halfBatchNorm = halfBatchNorm ? true : nil
             c.norm = norm
+            if let w = workspaceLimit {
+                guard let b = parseByteCount(w), b > 0 else { throw ValidationError("--workspace-limit '\(w)': expected a byte count such as 1M") }
+                c.workspaceLimit = b
+            }
             c.trainLimit = Swift.max(batchSize, 1)
             c.testLimit = 500
             c.prefetch = 0

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Collectives
+import DataParallel
 import Datasets
 import Foundation
 import Layers
@@ -48,8 +50,15 @@ struct Train: ParsableCommand {
     @Option(help: "Compute precision: fp32, fp16 (with dynamic loss scaling) or bf16; master weights stay Float32.") var precision: String = "fp32"
     @Flag(help: "With fp16/bf16: run L1/L-inf batch norm in half (L2 always computes its statistics in Float32).") var halfBatchNorm = false
     @Option(help: "Fail before training if the planned peak of tensor memory exceeds BYTES (K/M/G suffixes).") var memoryCap: String?
+    @Option(help: "Workspace budget of one convolution call (K/M/G suffixes; default 4M): lower trades speed for memory.") var workspaceLimit: String?
     @Flag(help: "Print the memory report of the first training step (per tag, per layer, timeline).") var memoryReport = false
     @Option(help: "Also write the first step's memory report (with the full timeline) as JSON to this file.") var memoryJson: String?
+    @Flag(help: "Data-parallel training over the MPI ranks this process was started with (mpirun or loom launch).") var dataParallel = false
+    @Option(help: "Data parallel: gradient bucket cap in MiB (the first bucket is capped at 1 MiB).") var bucketCapMb: Double = 25
+    @Flag(inversion: .prefixedNo, help: "Data parallel: all-reduce gradient buckets during backward.") var overlap = true
+    @Option(help: "Data parallel: allreduce algorithm: native (MPI_Allreduce), ring, halving-doubling or tree.") var allreduce: String = "native"
+    @Option(help: "Data parallel: gradient format on the wire: none, float16 or bfloat16 (ring only).") var wire: String = "none"
+    @Option(help: "Data parallel: send only this fraction of gradient chunks (top by norm, error feedback), e.g. 0.1.") var sparse: Double?
 
     func makeConfig() -> TrainConfig {
         var c = TrainConfig()
@@ -73,7 +82,38 @@ struct Train: ParsableCommand {
                 guard let b = parseByteCount(m), b > 0 else { throw ValidationError("--memory-cap '\(m)': expected a byte count such as 64M or 1G") }
                 config.memoryCap = b
             }
+            if let w = workspaceLimit {
+                guard let b = parseByteCount(w), b > 0 else { throw ValidationError("--workspace-limit '\(w)': expected a byte count such as 1M") }
+                config.workspaceLimit = b
+            }
+            if dataParallel {
+                guard MPIProcessGroup.isLaunchedByMPI else {
+                    throw ValidationError("--data-parallel: this process was not started by mpirun; use `loom launch -np N -- train --data-parallel ...` or `mpirun -np N loom train --data-parallel ...`")
+                }
+                if config.threads == 0 { config.threads = 1 }  // one BLAS/kernel thread per rank: the ranks share the cores
+            }
             let trainer = try Trainer(config: config, output: output)
+            if dataParallel {
+                guard let algorithm = AllReduceAlgorithm(rawValue: allreduce) else {
+                    throw ValidationError("--allreduce '\(allreduce)': expected native, ring, halving-doubling or tree")
+                }
+                guard let compression = WireCompression(rawValue: wire) else {
+                    throw ValidationError("--wire '\(wire)': expected none, float16 or bfloat16")
+                }
+                guard bucketCapMb > 0 else { throw ValidationError("--bucket-cap-mb \(bucketCapMb): expected a positive size") }
+                if let f = sparse, !(f > 0 && f <= 1) { throw ValidationError("--sparse \(f): expected a fraction in (0, 1]") }
+                let group = try MPIProcessGroup.world()
+                var options = DDPOptions()
+                options.bucketCapBytes = Int(bucketCapMb * 1_048_576)
+                options.overlap = overlap
+                options.collective = CollectiveOptions(algorithm: algorithm, compression: compression)
+                options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
+                try DataParallelTraining.attach(trainer, group: group, options: options)
+                if group.rank == 0 {
+                    print("data parallel: \(group.size) ranks (\(group.backendName)), global batch \(config.batchSize), allreduce \(algorithm.rawValue), wire \(compression.rawValue)"
+                          + (sparse.map { ", sparse \($0)" } ?? "") + ", overlap \(overlap ? "on" : "off")")
+                }
+            }
             for p in trainer.checkpointPlans {
                 print("checkpoint plan for \(p.name.isEmpty ? "model" : p.name): \(p.plan) (planned activations \(formatBytes(p.plannedPeak)), without \(formatBytes(p.peakWithout)))")
             }
@@ -94,6 +134,7 @@ struct Train: ParsableCommand {
                 print("resuming from \(path) at epoch \(ck.nextEpoch + 1)")
             }
             let results = try trainer.run()
+            if !trainer.isPrimary { return }
             if let last = results.last {
                 print(String(format: "done: test accuracy %.2f%% after %d epochs; run directory %@", 100 * last.testAccuracy, last.epoch, output))
             } else {

@@ -5,26 +5,9 @@ import Layers
 import TensorCore
 @testable import Training
 
-/// Writes a small synthetic Fashion-MNIST-format dataset: class c is a bright 6x6 square at a
-/// class-specific position on a noisy background, so a CNN can learn it in a few epochs.
+/// A small synthetic Fashion-MNIST-format dataset (see `FashionMNIST.writeSynthetic`).
 func makeSyntheticFashionMNIST(train: Int, test: Int) throws -> String {
-    let dir = NSTemporaryDirectory() + "loom-fmnist-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let g = Generator(seed: 11)
-    for (prefix, n) in [("train", train), ("t10k", test)] {
-        var pixels = [UInt8](repeating: 0, count: n * 784)
-        var labels = [UInt8](repeating: 0, count: n)
-        for i in 0..<n {
-            let c = g.nextInt(below: 10)
-            labels[i] = UInt8(c)
-            for p in 0..<784 { pixels[i * 784 + p] = UInt8(g.nextInt(below: 60)) }
-            let y0 = 2 + (c / 5) * 12, x0 = 2 + (c % 5) * 5
-            for y in y0..<(y0 + 6) { for x in x0..<(x0 + 5) { pixels[i * 784 + y * 28 + x] = 250 } }
-        }
-        try GzipReader.writeAll(IDX.encode(dims: [n, 28, 28], data: pixels), to: "\(dir)/\(prefix)-images-idx3-ubyte.gz")
-        try GzipReader.writeAll(IDX.encode(dims: [n], data: labels), to: "\(dir)/\(prefix)-labels-idx1-ubyte.gz")
-    }
-    return dir
+    try FashionMNIST.writeSynthetic(train: train, test: test)
 }
 
 final class TrainerTests: XCTestCase {

@@ -82,8 +82,12 @@ extension GradNode {
     /// Adds a final gradient into `.grad` and runs the post-accumulate hooks.
     func accumulate(_ g: Tensor) {
         let post: [(id: Int, fn: @Sendable (Tensor) -> Void)] = state.withLock { s in
-            if let existing = s.grad {
-                s.grad = existing + g
+            if var existing = s.grad {
+                // In place when `.grad` is the only reference (no second gradient-sized
+                // tensor during accumulation); a copy otherwise (value semantics).
+                s.grad = nil
+                existing.add_(g)
+                s.grad = existing
             } else {
                 s.grad = Memory.withTag(.gradients) { g.contiguousCopy() }
             }

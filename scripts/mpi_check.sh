@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs `loom collectives-check` under mpirun at np 2 and np 3 (np 3 oversubscribes a
+# 2-core machine; correctness only). Every algorithm x size x dtype is checked against
+# MPI_Allreduce and against the same algorithm run in-process (bitwise). Exits nonzero
+# on the first failing world size.
+#   bash scripts/mpi_check.sh                 # uses the release loom (builds it if missing)
+#   LOOM=path/to/loom bash scripts/mpi_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${LOOM:-}" ]; then
+    CPU_FLAGS=$(grep -q ' avx2 ' /proc/cpuinfo && grep -q ' fma ' /proc/cpuinfo && echo "-Xswiftc -target-cpu -Xswiftc haswell" || true)
+    # shellcheck disable=SC2086
+    swift build -c release $CPU_FLAGS -Xswiftc -enable-testing --product loom >/dev/null
+    LOOM=$(swift build -c release $CPU_FLAGS -Xswiftc -enable-testing --show-bin-path)/loom
+fi
+command -v mpirun >/dev/null || { echo "mpi_check.sh: mpirun not found (apt-get install openmpi-bin libopenmpi-dev)" >&2; exit 1; }
+for np in 2 3; do
+    echo "== collectives-check, np $np =="
+    # `loom launch` adds --allow-run-as-root as root and --oversubscribe when np > cores.
+    timeout 600 "$LOOM" launch -np "$np" -- collectives-check --timeout 120 | grep -E '^(FAIL|[0-9]+/[0-9]+ passed)'
+done
+for np in 2 3; do
+    echo "== ddp-check, np $np =="
+    timeout 600 "$LOOM" launch -np "$np" -- ddp-check --timeout 120 | grep -E '^(FAIL|[0-9]+/[0-9]+ passed)'
+done
+# End to end: `loom train --data-parallel` on 2 ranks against one process, same global batch.
+# LeNet-5 has no BatchNorm or dropout, so both compute the same updates up to Float32
+# summation order; after 32 steps the test losses agree to 1e-3.
+if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    echo "== train --data-parallel, np 2, vs one process =="
+    out=$(mktemp -d)
+    common=(--model lenet5 --epochs 1 --batch-size 64 --train-limit 2048 --test-limit 1000 --threads 1)
+    timeout 600 "$LOOM" launch -np 2 -- train --data-parallel "${common[@]}" --output "$out/dp" > "$out/dp.log"
+    timeout 600 "$LOOM" train "${common[@]}" --output "$out/one" > "$out/one.log"
+    python3 - "$out/dp/metrics.jsonl" "$out/one/metrics.jsonl" <<'PY'
+import json, sys
+dp, one = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+diff = abs(dp["test_loss"] - one["test_loss"])
+print(f"test loss: 2 ranks {dp['test_loss']:.6f}, one process {one['test_loss']:.6f}, |diff| {diff:.2e}")
+sys.exit(0 if diff < 1e-3 else 1)
+PY
+    rm -rf "$out"
+fi
