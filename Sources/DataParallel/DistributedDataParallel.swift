@@ -304,7 +304,8 @@ public final class DistributedDataParallel: @unchecked Sendable {
         for b in bucketBuffers.indices {
             let t = bucketBuffers[b]
             let buffer = UnsafeMutableBufferPointer(start: t.storageBlock.pointer.assumingMemoryBound(to: Float.self), count: t.count)
-            do { try group.sparseAllReduce(buffer, compressor: compressors[b], average: true) } catch {
+            do { try group.sparseAllReduce(buffer, compressor: compressors[b], average: true,
+                                            options: options.collective.algorithm == .native ? .native : .ring) } catch {
                 throw DataParallelError("rank \(rank), step \(step): DDP: sparse allreduce of bucket \(b) failed: \(error)")
             }
         }

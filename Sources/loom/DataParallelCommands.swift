@@ -44,12 +44,16 @@ struct DDPBenchCommand: ParsableCommand {
     @Option(help: "Samples per rank per step.") var batchPerRank: Int = 64
     @Option(help: "Timed steps.") var steps: Int = 20
     @Option(help: "Untimed warm-up steps.") var warmup: Int = 3
+    @Option(help: "Allreduce algorithm: native, ring, halving-doubling or tree.") var allreduce: String = "native"
 
     func run() throws {
         guard MPIProcessGroup.isLaunchedByMPI else {
             throw ValidationError("ddp-bench runs under mpirun: `loom launch -np 2 -- ddp-bench`")
         }
         guard batchPerRank >= 1, steps >= 1, warmup >= 0 else { throw ValidationError("--batch-per-rank and --steps must be positive") }
+        guard let algorithm = AllReduceAlgorithm(rawValue: allreduce) else {
+            throw ValidationError("--allreduce '\(allreduce)': expected native, ring, halving-doubling or tree")
+        }
         let g = try MPIProcessGroup.world()
         KernelThreading.maxThreads = 1
         BlasInfo.setThreads(1)
@@ -59,9 +63,10 @@ struct DDPBenchCommand: ParsableCommand {
             let m = try Zoo.make(model)
             var options = DDPOptions()
             options.overlap = overlap
+            options.collective = CollectiveOptions(algorithm: algorithm)
             let r = try DataParallelBench.run(model: m, group: g, inputShape: entry.inputShape, classes: entry.classes,
                                               batchPerRank: batchPerRank, steps: steps, warmup: warmup, options: options)
-            if g.rank == 0 { print("\(model): \(r)"); fflush(nil) }
+            if g.rank == 0 { print("\(model) (\(algorithm.rawValue)): \(r)"); fflush(nil) }
         }
     }
 }

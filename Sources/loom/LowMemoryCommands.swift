@@ -33,6 +33,45 @@ struct CheckpointBench: ParsableCommand {
         var depth: Int, policy: String, plan: String, planned: Int, actPeak: Int, stepPeak: Int, seconds: Double
     }
 
+    /// One policy's model, optimizer and data, and its measured steps.
+    final class Runner {
+        let name: String
+        let model: DeepConvNet
+        let params: [Parameter]
+        var opt: Optimizer
+        let x: Tensor, y: Tensor
+        var policy = "none", planText = "-", planned = 0
+        var results: [(act: Int, total: Int, secs: Double)] = []
+
+        init(name: String, model: DeepConvNet, x: Tensor, y: Tensor) throws {
+            self.name = name
+            self.model = model
+            self.params = model.parameters
+            self.opt = Optimizer(try sgd(lr: 0.01, momentum: 0.9), params: params.map(\.value))
+            self.x = x
+            self.y = y
+        }
+
+        var medianSeconds: Double { let t = results.map(\.secs).sorted(); return t[t.count / 2] }
+
+        /// One training step: (activation peak, step peak above the level before, seconds).
+        func step() -> (act: Int, total: Int, secs: Double) {
+            let before = Memory.stats()
+            Memory.resetPeak()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let loss = Memory.withTag(.activations) { Loss.crossEntropy(logits: model(x), targets: y) }
+            Memory.withTag(.workspace) { loss.backward() }
+            var values = params.map { _ in Tensor.zeros([0]) }
+            for i in params.indices { swap(&values[i], &params[i].value) }
+            opt.step(&values)
+            for i in params.indices { swap(&values[i], &params[i].value) }
+            model.zeroGrad()
+            let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let after = Memory.stats()
+            return (after.peak(.activations) - before.current(.activations), after.peak - before.current, secs)
+        }
+    }
+
     func run() throws {
         let ds = depths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ds.isEmpty, ds.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--depths '\(depths)': expected comma-separated positive integers") }
@@ -45,62 +84,45 @@ struct CheckpointBench: ParsableCommand {
         print("DeepConvNet, batch \(batchSize), \(channels) channels, 28x28, \(t) threads; median of \(steps) steps")
         print("depth  policy      act peak   step peak     planned   step ms   x time  mem ÷   plan")
         for depth in ds {
-            var basePeak = 0, baseTime = 0.0, sqrtPlanned = 0
+            // One model per policy; their steps are interleaved (none, sqrt, budget, none, ...)
+            // so that a slow stretch of a shared machine hits every policy alike.
+            var runners: [Runner] = []
+            var sqrtPlanned = 0
             for policyName in ["none", "sqrt", "budget"] {
                 Generator.manualSeed(0)
                 let model = DeepConvNet(depth: depth, channels: channels)
-                let params = model.parameters
-                var opt = Optimizer(try sgd(lr: 0.01, momentum: 0.9), params: params.map(\.value))
                 let x = Memory.withTag(.activations) { Tensor.randn([batchSize, 1, 28, 28]) }
                 let y = Tensor.randint(0, 10, [batchSize])
-                let policy: CheckpointPolicy
+                let r = try Runner(name: policyName, model: model, x: x, y: y)
                 switch policyName {
-                case "none": policy = .none
-                case "sqrt": policy = .sqrt
-                default: policy = .budget(bytes: Swift.max(1, Int(Double(sqrtPlanned) * budgetFactor)))
-                }
-                var planned = 0, planText = "-"
-                if case .none = policy {
+                case "none":
                     let probe = try Checkpointing.apply(.sqrt, to: model, input: x)  // measure costs only
-                    planned = probe.first.map { $0.peakWithout } ?? 0
+                    r.planned = probe.first.map { $0.peakWithout } ?? 0
                     sqrtPlanned = probe.first.map { $0.plannedPeak } ?? 0
                     _ = try Checkpointing.apply(.none, to: model, input: x)
-                } else {
+                default:
+                    let policy: CheckpointPolicy = policyName == "sqrt" ? .sqrt : .budget(bytes: Swift.max(1, Int(Double(sqrtPlanned) * budgetFactor)))
+                    r.policy = policy.description
                     let p = try Checkpointing.apply(policy, to: model, input: x)
-                    planned = p.first?.plannedPeak ?? 0
-                    planText = p.first.map { "\($0.plan.recomputedSegments) recomputed / \($0.plan.segments.count) segments" } ?? "-"
+                    r.planned = p.first?.plannedPeak ?? 0
+                    r.planText = p.first.map { "\($0.plan.recomputedSegments) recomputed / \($0.plan.segments.count) segments" } ?? "-"
                 }
-                func step() -> (act: Int, total: Int, secs: Double) {
-                    let before = Memory.stats()
-                    Memory.resetPeak()
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    let loss = Memory.withTag(.activations) { Loss.crossEntropy(logits: model(x), targets: y) }
-                    Memory.withTag(.workspace) { loss.backward() }
-                    var values = params.map { _ in Tensor.zeros([0]) }
-                    for i in params.indices { swap(&values[i], &params[i].value) }
-                    opt.step(&values)
-                    for i in params.indices { swap(&values[i], &params[i].value) }
-                    model.zeroGrad()
-                    let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                    let after = Memory.stats()
-                    return (after.peak(.activations) - before.current(.activations), after.peak - before.current, secs)
-                }
-                _ = step()
-                var results: [(act: Int, total: Int, secs: Double)] = []
-                for _ in 0..<steps { results.append(step()) }
-                let times = results.map(\.secs).sorted()
-                let secs = times[times.count / 2]
-                let act = results.map(\.act).max()!, total = results.map(\.total).max()!
-                if policyName == "none" { basePeak = act; baseTime = secs }
-                let row = Row(depth: depth, policy: policy.description, plan: planText, planned: planned, actPeak: act, stepPeak: total, seconds: secs)
-                rows.append(row)
-                func l(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-                print(l("\(depth)", 5) + "  " + policyName.padding(toLength: 8, withPad: " ", startingAt: 0)
-                      + l(formatBytes(act), 12) + l(formatBytes(total), 12) + l(formatBytes(planned), 12)
-                      + String(format: "%10.1f %8.2f %7.2f   ", secs * 1000, secs / baseTime, Double(basePeak) / Double(Swift.max(act, 1)))
-                      + planText)
-                fflush(nil)
+                _ = r.step()  // warm-up
+                runners.append(r)
             }
+            for _ in 0..<steps { for r in runners { r.results.append(r.step()) } }
+            let base = runners[0]
+            for r in runners {
+                let secs = r.medianSeconds, act = r.results.map(\.act).max()!, total = r.results.map(\.total).max()!
+                rows.append(Row(depth: depth, policy: r.policy, plan: r.planText, planned: r.planned, actPeak: act, stepPeak: total, seconds: secs))
+                let baseAct = base.results.map(\.act).max()!
+                func l(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+                print(l("\(depth)", 5) + "  " + r.name.padding(toLength: 8, withPad: " ", startingAt: 0)
+                      + l(formatBytes(act), 12) + l(formatBytes(total), 12) + l(formatBytes(r.planned), 12)
+                      + String(format: "%10.1f %8.2f %7.2f   ", secs * 1000, secs / base.medianSeconds, Double(baseAct) / Double(Swift.max(act, 1)))
+                      + r.planText)
+            }
+            fflush(nil)
         }
         // Growth of the activation peak with depth: the slope of log(peak) against log(depth).
         if ds.count >= 2 {

@@ -134,6 +134,14 @@ struct Train: ParsableCommand {
                 print("resuming from \(path) at epoch \(ck.nextEpoch + 1)")
             }
             let results = try trainer.run()
+            if dataParallel, let d = trainer.distributed {
+                let steps = Double(Swift.max(trainer.optimizer.stepCount, 1))
+                let sent = try d.sumOverRanks([Double(WireStats.bytesSent)])[0] / Double(d.size)
+                if trainer.isPrimary {
+                    print(String(format: "wire: %.1f MB sent per rank (%.1f KB a step) by Loom's own collectives%@", sent / 1e6, sent / steps / 1e3,
+                                 allreduce == "native" && sparse == nil ? " (native MPI allreduce is not counted; use --allreduce ring)" : ""))
+                }
+            }
             if !trainer.isPrimary { return }
             if let last = results.last {
                 print(String(format: "done: test accuracy %.2f%% after %d epochs; run directory %@", 100 * last.testAccuracy, last.epoch, output))

@@ -280,6 +280,7 @@ struct InProcessTransport: Transport {
     var size: Int { world.size }
 
     func isend(_ pointer: UnsafeRawPointer?, bytes: Int, to peer: Int, tag: Int) throws -> Request {
+        WireStats.add(bytes)
         world.mailboxes[peer].deliver(MailKey(source: rank, channel: context.channel, tag: tag), pointer, bytes: bytes)
         return .sent
     }

@@ -338,6 +338,7 @@ struct MPITransport: Transport {
     }
 
     func isend(_ pointer: UnsafeRawPointer?, bytes: Int, to peer: Int, tag: Int) throws -> Request {
+        WireStats.add(bytes)
         var req: MPI_Request? = nil
         let rc = MPI_Isend(pointer, Int32(bytes), loom_mpi_byte(), Int32(peer), tagFor(tag), comm, &req)
         if rc != loom_mpi_success() { throw fail(rc) }

@@ -101,7 +101,7 @@ extension ProcessGroup {
     /// stays in `compressor.residual`. Every rank must use the same `chunkSize` and
     /// `topChunks`. Bytes per rank: `p · k · (chunkSize · 4 + 4)`.
     public func sparseAllReduce(_ gradient: UnsafeMutableBufferPointer<Float>, compressor: ChunkTopKCompressor,
-                                average: Bool = false) throws {
+                                average: Bool = false, options: CollectiveOptions = .native) throws {
         let sent = compressor.compress(UnsafeBufferPointer(gradient))
         let k = sent.chunkIndices.count, cs = sent.chunkSize, p = size
         var allIdx = [Int32](repeating: 0, count: k * p)
@@ -109,12 +109,12 @@ extension ProcessGroup {
         var idx = sent.chunkIndices, vals = sent.values
         try idx.withUnsafeMutableBufferPointer { i in
             try allIdx.withUnsafeMutableBufferPointer { ai in
-                try allGather(send: CollectiveBuffer(i), recv: CollectiveBuffer(ai), counts: Array(repeating: k, count: p))
+                try allGather(send: CollectiveBuffer(i), recv: CollectiveBuffer(ai), counts: Array(repeating: k, count: p), options: options)
             }
         }
         try vals.withUnsafeMutableBufferPointer { v in
             try allVals.withUnsafeMutableBufferPointer { av in
-                try allGather(send: CollectiveBuffer(v), recv: CollectiveBuffer(av), counts: Array(repeating: k * cs, count: p))
+                try allGather(send: CollectiveBuffer(v), recv: CollectiveBuffer(av), counts: Array(repeating: k * cs, count: p), options: options)
             }
         }
         for i in 0..<gradient.count { gradient[i] = 0 }
