@@ -1,0 +1,118 @@
+import Foundation
+import ReplayServiceProto
+import ReplayStorage
+import TensorCore
+
+/// Conversions between `TensorCore` tensors and the wire format (`Loom_Replay_TensorData`).
+extension DType {
+    /// The protobuf enum value of this dtype.
+    public var wire: Loom_Replay_DType {
+        switch self {
+        case .float32: return .float32
+        case .float64: return .float64
+        case .float16: return .float16
+        case .bfloat16: return .bfloat16
+        case .int32: return .int32
+        case .int64: return .int64
+        case .uint8: return .uint8
+        case .bool: return .bool
+        }
+    }
+
+    /// The dtype of a protobuf enum value; throws `.invalidArgument` for an unknown or
+    /// unspecified value.
+    public init(wire: Loom_Replay_DType, what: @autoclosure () -> String) throws(ReplayError) {
+        switch wire {
+        case .float32: self = .float32
+        case .float64: self = .float64
+        case .float16: self = .float16
+        case .bfloat16: self = .bfloat16
+        case .int32: self = .int32
+        case .int64: self = .int64
+        case .uint8: self = .uint8
+        case .bool: self = .bool
+        default:
+            throw ReplayError(.invalidArgument,
+                              "\(what()): dtype \(wire) is not one of float32, float64, float16, bfloat16, int32, int64, uint8, bool")
+        }
+    }
+}
+
+extension Loom_Replay_TensorData {
+    /// The wire form of `tensor`: dtype, shape and a dense little-endian copy of its bytes.
+    public init(_ tensor: Tensor) {
+        self.init()
+        dtype = tensor.dtype.wire
+        shape = tensor.shape.map(Int64.init)
+        data = tensor.withRawBytes { Data($0) }
+    }
+
+    /// The tensor this message describes; throws `.invalidArgument` naming `what` when the
+    /// dtype is unknown, a dimension is negative, or the byte count does not match the shape.
+    public func tensor(_ what: @autoclosure () -> String) throws(ReplayError) -> Tensor {
+        let dt = try DType(wire: dtype, what: what())
+        var dims: [Int] = []
+        var elements = 1
+        for d in shape {
+            guard d >= 0, d <= Int64(Int32.max) else {
+                throw ReplayError(.invalidArgument, "\(what()): shape \(shape) has dimension \(d), expected 0...\(Int32.max)")
+            }
+            dims.append(Int(d))
+            let (p, overflow) = elements.multipliedReportingOverflow(by: Int(d))
+            guard !overflow else { throw ReplayError(.invalidArgument, "\(what()): shape \(shape) is too large") }
+            elements = p
+        }
+        let expected = elements.multipliedReportingOverflow(by: dt.byteSize)
+        guard !expected.overflow, data.count == expected.partialValue else {
+            throw ReplayError(.invalidArgument,
+                              "\(what()): \(data.count) bytes of data, expected \(expected.partialValue) for \(dt) shape \(dims)")
+        }
+        return Tensor(rawBytes: data, shape: dims, dtype: dt)
+    }
+}
+
+extension Loom_Replay_SampleInfo {
+    /// The wire form of `info`.
+    public init(_ info: SampleInfo) {
+        self.init()
+        key = info.key
+        probability = info.probability
+        tableSize = Int64(info.tableSize)
+        priority = info.priority
+        timesSampled = Int64(info.timesSampled)
+    }
+}
+
+extension SampleInfo {
+    /// The sample info carried by a wire message.
+    public init(wire: Loom_Replay_SampleInfo) {
+        self.init(key: wire.key, probability: wire.probability, tableSize: Int(wire.tableSize),
+                  priority: wire.priority, timesSampled: Int(wire.timesSampled))
+    }
+}
+
+extension Loom_Replay_TableInfo {
+    /// The wire form of a table's info (its config as JSON).
+    public init(_ info: TableInfo) {
+        self.init()
+        name = info.config.name
+        size = Int64(info.size)
+        maxSize = Int64(info.config.maxSize)
+        inserts = Int64(info.counters.inserts)
+        samples = Int64(info.counters.samples)
+        deletes = Int64(info.counters.deletes)
+        uniqueChunks = Int64(info.uniqueChunks)
+        chunkBytes = Int64(info.chunkBytes)
+        waitingInserts = Int64(info.waitingInserts)
+        waitingSamples = Int64(info.waitingSamples)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        configJson = (try? encoder.encode(info.config)).flatMap { String(data: $0, encoding: .utf8) } ?? ""
+    }
+}
+
+/// A timeout in milliseconds from the wire (0 = wait forever); throws for negative values.
+func wireTimeout(_ ms: Int64, _ what: String) throws(ReplayError) -> Duration? {
+    guard ms >= 0 else { throw ReplayError(.invalidArgument, "\(what): timeout_ms \(ms) must be >= 0 (0 waits forever)") }
+    return ms == 0 ? nil : .milliseconds(ms)
+}
