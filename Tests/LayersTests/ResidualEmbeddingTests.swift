@@ -100,3 +100,22 @@ final class EmbeddingTests: XCTestCase {
         }
     }
 }
+
+final class EmbeddingPaddingTests: XCTestCase {
+    func testPaddingRowStartsAtZeroAndGetsNoGradient() {
+        let e = Embedding(5, 3, paddingIndex: -1, generator: Generator(seed: 2))
+        XCTAssertEqual(e.paddingIndex, 4)
+        let w = e.weight.value.scalars(as: Float.self)
+        XCTAssertEqual(Array(w[12..<15]), [0, 0, 0])
+        // The other rows are the same draws as without padding (PyTorch fills the row after drawing).
+        let plain = Embedding(5, 3, generator: Generator(seed: 2)).weight.value.scalars(as: Float.self)
+        XCTAssertEqual(Array(w[0..<12]), Array(plain[0..<12]))
+        let idx = try! Tensor([4, 1, 4, 0] as [Int64], shape: [2, 2])
+        (e(idx) * 2.0).sum().backward()
+        let g = e.weight.grad!.scalars(as: Float.self)
+        XCTAssertEqual(Array(g[12..<15]), [0, 0, 0], "padding row gradient")
+        XCTAssertEqual(Array(g[0..<3]), [2, 2, 2])
+        XCTAssertEqual(Array(g[3..<6]), [2, 2, 2])
+        XCTAssertEqual(Array(g[6..<12]), [0, 0, 0, 0, 0, 0])
+    }
+}
