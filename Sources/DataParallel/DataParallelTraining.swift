@@ -1,6 +1,7 @@
 import Collectives
 import Foundation
 import Layers
+import Optimizers
 import TensorCore
 import Training
 
@@ -33,5 +34,45 @@ public enum DataParallelTraining {
             })
         if rank != 0 { trainer.quiet = true }
         return ddp
+    }
+
+    /// Attaches `trainer` to `group` with a ZeRO-style sharded weight update instead of
+    /// DDP's allreduce (Xu et al. 2020; Rajbhandari et al. 2020): gradients are
+    /// reduce-scattered, each rank updates its shard of the flattened weights with the
+    /// trainer's own update rule (which must be elementwise: SGD, momentum, Adam(W), not
+    /// global-norm clipping), and the weights are all-gathered. The trainer's full
+    /// optimizer state is freed: each rank keeps 1/N of it. Stage 2 also keeps only the
+    /// shard of the gradients, so it cannot accumulate micro-batches (use stage 1).
+    ///
+    /// Limitation: the trainer's checkpoints hold no optimizer state (the shards are not
+    /// gathered), so a resumed run restarts the optimizer's moments.
+    @discardableResult
+    public static func attachSharded(_ trainer: Trainer, group: any ProcessGroup, stage: ShardingStage,
+                                     collective: CollectiveOptions = .native) throws(DataParallelError) -> ShardedOptimizer {
+        let rank = group.rank, size = group.size
+        if stage == .gradients && trainer.microBatches > 1 {
+            throw DataParallelError("rank \(rank): ZeRO stage 2 keeps only this rank's shard of the gradients, so it cannot accumulate \(trainer.microBatches) micro-batches; use stage 1")
+        }
+        guard trainer.optimizer.transformation.isElementwise else {
+            throw DataParallelError("rank \(rank): the sharded update applies the optimizer to a 1/\(size) shard, so the rule must be elementwise (SGD, momentum, Adam, AdamW); global-norm clipping (--clip-norm) is not")
+        }
+        let sharded = try ShardedOptimizer(trainer.model, group: group, transformation: trainer.optimizer.transformation,
+                                           stage: stage, collective: collective)
+        trainer.dropOptimizerState()
+        trainer.distributed = DistributedStep(
+            rank: rank, size: size,
+            shard: { n in (BatchShard.range(rank: rank, batch: n, size: size), BatchShard.lossScale(rank: rank, batch: n, size: size)) },
+            withoutSync: { body in try body() },
+            afterBackward: {},
+            optimizerStep: { try sharded.step() },
+            sumOverRanks: { values in
+                var v = values
+                try v.withUnsafeMutableBufferPointer { try group.allReduce(CollectiveBuffer($0), op: .sum) }
+                return v
+            })
+        trainer.distributed?.learningRate = { sharded.optimizer.learningRate }
+        trainer.distributed?.stepCount = { sharded.stepCount }
+        if rank != 0 { trainer.quiet = true }
+        return sharded
     }
 }

@@ -123,6 +123,10 @@ public struct DistributedStep {
     public var optimizerStep: (() throws -> Void)?
     /// Sums a few numbers over all ranks (epoch metrics).
     public var sumOverRanks: ([Double]) throws -> [Double]
+    /// The learning rate and step count to log when `optimizerStep` replaces the trainer's
+    /// optimizer (nil: the trainer's own).
+    public var learningRate: (() -> Double?)?
+    public var stepCount: (() -> Int)?
 
     public init(rank: Int, size: Int, shard: @escaping (_ n: Int) -> (rows: Range<Int>, lossScale: Double),
                 withoutSync: @escaping (() throws -> Void) throws -> Void, afterBackward: @escaping () throws -> Void,

@@ -131,6 +131,13 @@ public final class Trainer {
         nextEpoch = ck.nextEpoch
     }
 
+    /// Frees the optimizer's state: for a sharded optimizer that keeps its own (per-rank
+    /// shard) state and replaces the update through `distributed.optimizerStep`. The
+    /// trainer's checkpoints then hold no optimizer state.
+    public func dropOptimizerState() {
+        optimizer = Optimizer(optimizer.transformation, params: [])
+    }
+
     /// Parameter values are moved out of their `Parameter`s for the update so their
     /// storage is uniquely referenced and the optimizer writes in place.
     func optimizerStep() {
@@ -221,7 +228,7 @@ public final class Trainer {
         }
         let end = Swift.min(config.epochs, stopAfter ?? config.epochs)
         for epoch in nextEpoch..<Swift.max(end, nextEpoch) {
-            let lr = optimizer.learningRate ?? config.lr
+            let lr = distributed?.learningRate?() ?? optimizer.learningRate ?? config.lr
             let t = try trainEpoch(epoch)
             let (testLoss, cm) = evaluate()
             let r = EpochResult(epoch: epoch + 1, trainLoss: t.loss, trainAccuracy: t.accuracy, testLoss: testLoss,
@@ -236,7 +243,7 @@ public final class Trainer {
             guard isPrimary else { continue }
             metrics?.write(["epoch": r.epoch, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy, "test_loss": r.testLoss,
                             "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond, "seconds": r.seconds,
-                            "lr": r.learningRate, "step": optimizer.stepCount])
+                            "lr": r.learningRate, "step": distributed?.stepCount?() ?? optimizer.stepCount])
             if let out = output { try checkpoint().save(to: out + "/checkpoint.safetensors") }
         }
         return results

@@ -59,6 +59,7 @@ struct Train: ParsableCommand {
     @Option(help: "Data parallel: allreduce algorithm: native (MPI_Allreduce), ring, halving-doubling or tree.") var allreduce: String = "native"
     @Option(help: "Data parallel: gradient format on the wire: none, float16 or bfloat16 (ring only).") var wire: String = "none"
     @Option(help: "Data parallel: send only this fraction of gradient chunks (top by norm, error feedback), e.g. 0.1.") var sparse: Double?
+    @Option(help: "Data parallel: ZeRO-style sharded weight update, stage 1 (optimizer state) or 2 (+ gradients).") var zeroStage: Int?
 
     func makeConfig() -> TrainConfig {
         var c = TrainConfig()
@@ -86,6 +87,7 @@ struct Train: ParsableCommand {
                 guard let b = parseByteCount(w), b > 0 else { throw ValidationError("--workspace-limit '\(w)': expected a byte count such as 1M") }
                 config.workspaceLimit = b
             }
+            if zeroStage != nil && !dataParallel { throw ValidationError("--zero-stage needs --data-parallel") }
             if dataParallel {
                 guard MPIProcessGroup.isLaunchedByMPI else {
                     throw ValidationError("--data-parallel: this process was not started by mpirun; use `loom launch -np N -- train --data-parallel ...` or `mpirun -np N loom train --data-parallel ...`")
@@ -108,10 +110,17 @@ struct Train: ParsableCommand {
                 options.overlap = overlap
                 options.collective = CollectiveOptions(algorithm: algorithm, compression: compression)
                 options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
-                try DataParallelTraining.attach(trainer, group: group, options: options)
+                if let z = zeroStage {
+                    guard let stage = ShardingStage(rawValue: z) else { throw ValidationError("--zero-stage \(z): expected 1 or 2 (stage 3 is not implemented)") }
+                    guard !resume else { throw ValidationError("--zero-stage with --resume: checkpoints of sharded runs hold no optimizer state yet") }
+                    guard sparse == nil, compression == .none else { throw ValidationError("--zero-stage: --wire and --sparse apply to DDP's allreduce, not to the sharded update") }
+                    try DataParallelTraining.attachSharded(trainer, group: group, stage: stage, collective: CollectiveOptions(algorithm: algorithm == .native ? .native : .ring))
+                } else {
+                    try DataParallelTraining.attach(trainer, group: group, options: options)
+                }
                 if group.rank == 0 {
                     print("data parallel: \(group.size) ranks (\(group.backendName)), global batch \(config.batchSize), allreduce \(algorithm.rawValue), wire \(compression.rawValue)"
-                          + (sparse.map { ", sparse \($0)" } ?? "") + ", overlap \(overlap ? "on" : "off")")
+                          + (sparse.map { ", sparse \($0)" } ?? "") + (zeroStage.map { ", ZeRO stage \($0)" } ?? ", overlap \(overlap ? "on" : "off")"))
                 }
             }
             for p in trainer.checkpointPlans {

@@ -61,6 +61,39 @@ final class DataParallelTrainingTests: XCTestCase {
     }
 }
 
+extension DataParallelTrainingTests {
+    func testShardedStagesEqualDDPAndHoldAShardOfTheState() throws {
+        // Reference: DDP on 2 ranks (same global batch, same arithmetic order as the sharded
+        // reduce-scatter in process: both sum in rank order).
+        func train(_ attach: @escaping @Sendable (Trainer, InProcessGroup) throws -> Void) throws -> ([[Float]], [Int]) {
+            let box = TrainerBox(try (0..<2).map { _ in try Trainer(config: config()) })
+            let states = try InProcessWorld.run(size: 2) { group in
+                let t = box.trainers[group.rank]
+                t.quiet = true
+                try attach(t, group)
+                _ = try t.trainEpoch(0)
+                return t.optimizer.stateDict().filter { $0.key != "step" }.values.reduce(0) { $0 + $1.count }
+            }
+            return (box.trainers.map { t in t.model.parameters.flatMap { $0.value.scalars(as: Float.self) } }, states)
+        }
+        let (ddp, ddpState) = try train { t, g in try DataParallelTraining.attach(t, group: g) }
+        for stage in [ShardingStage.optimizerState, .gradients] {
+            let (sharded, trainerState) = try train { t, g in try DataParallelTraining.attachSharded(t, group: g, stage: stage) }
+            XCTAssertEqual(sharded[0], ddp[0], "stage \(stage.rawValue): weights equal DDP + the same optimizer")
+            XCTAssertEqual(sharded[0], sharded[1], "replicas agree")
+            XCTAssertEqual(trainerState, [0, 0], "the trainer's own optimizer state is freed")
+        }
+        XCTAssertGreaterThan(ddpState[0], 0)
+    }
+
+    func testStageTwoRefusesMicroBatches() throws {
+        let box = TrainerBox([try Trainer(config: config(micro: 2))])
+        XCTAssertThrowsError(try InProcessWorld.run(size: 1) { g in try DataParallelTraining.attachSharded(box.trainers[0], group: g, stage: .gradients) }) { e in
+            XCTAssertTrue("\(e)".contains("stage 2") && "\(e)".contains("micro-batches"), "\(e)")
+        }
+    }
+}
+
 /// Hands each rank thread its own trainer. `@unchecked Sendable`: rank r touches only
 /// `trainers[r]`, and the test reads them after every rank thread has finished.
 final class TrainerBox: @unchecked Sendable {
