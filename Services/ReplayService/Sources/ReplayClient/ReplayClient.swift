@@ -20,7 +20,7 @@ public final class ReplayClient: Sendable {
     /// A client of the service at `host:port`, sending `authorization: Bearer <token>`
     /// with every call when `token` is set.
     public init(host: String = "127.0.0.1", port: Int, token: String? = nil) throws {
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(host: host, port: port), transportSecurity: .plaintext)
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
         let grpc = GRPCClient(transport: transport)
         self.grpc = grpc
         stub = Loom_Replay_ReplayService.Client(wrapping: grpc)
