@@ -144,7 +144,11 @@ final class PrefetchQueue<D: Dataset>: @unchecked Sendable {
         self.order = loader.order(epoch: epoch)
         self.count = loader.batchCount
         self.state = Mutex(Queue(produced: first))
-        self.slots = DispatchSemaphore(value: Swift.max(loader.options.prefetch, 1))
+        // Created at 0 and signalled up to the capacity: libdispatch traps when a semaphore is
+        // freed with a value below the one it was created with, which an abandoned epoch
+        // (producer waiting or slots taken) would otherwise do.
+        self.slots = DispatchSemaphore(value: 0)
+        for _ in 0..<Swift.max(loader.options.prefetch, 1) { slots.signal() }
     }
 
     func produce() {
