@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/ReplayServiceProto from Protos/replay.proto.
+# Regenerates Sources/ReplayServiceProto/Generated from Protos/replay.proto.
 #
 # Builds protoc-gen-swift and protoc-gen-grpc-swift-2 from this package's own
 # dependencies (so the generated code matches the runtime versions) and runs Debian's
@@ -15,7 +15,7 @@ if ! command -v protoc >/dev/null 2>&1; then
   $SUDO apt-get install -y protobuf-compiler || { $SUDO apt-get update && $SUDO apt-get install -y protobuf-compiler; }
 fi
 
-OUT=Sources/ReplayServiceProto
+OUT=Sources/ReplayServiceProto/Generated
 mkdir -p "$OUT"
 # SwiftPM refuses a package with an empty target: keep a placeholder while bootstrapping.
 if ! ls "$OUT"/*.swift >/dev/null 2>&1; then
