@@ -44,9 +44,10 @@ public enum HalfPrecision: String, Sendable, CaseIterable, Codable, CustomString
 /// On this CPU, half types are storage only (every kernel converts to Float32 and back), so
 /// autocast saves memory, not time: the tensors kept for backward take about half the bytes
 /// (convnet-bn, batch 128: 106 MiB → 60 MiB after the forward pass), while the conversions
-/// make a step slower (measured 1.3x for Float16: extra whole-tensor conversion passes;
-/// BFloat16 about even). The conversions also allocate transient Float32 copies inside the half kernels, so
-/// the step's peak falls less than the saved activations (116 MiB → 95 MiB).
+/// make a step slower (about 1.35x for both half types: extra whole-tensor conversion
+/// passes). The conversions also allocate transient Float32 copies inside the half kernels,
+/// so the step's peak falls less than the saved activations (123 MiB → 90 MiB). Numbers and
+/// commands: BENCHMARKS.md, "Low-memory training".
 public struct AutocastPolicy: Sendable, Equatable, CustomStringConvertible {
     /// The type GEMM-based layers compute in.
     public var precision: HalfPrecision
