@@ -25,8 +25,8 @@ public final class Linear: Module {
             let y = Autocast.narrow(x).matmul(Autocast.narrow(weight.value).transposed(0, 1))
             return bias.map { y + Autocast.narrow($0.value) } ?? y
         }
-        let y = x.matmul(weight.value.transposed(0, 1))
-        return bias.map { y + $0.value } ?? y
+        // One node; its backward accumulates the weight gradient in place (`Tensor.linear`).
+        return x.linear(weight.value, bias: bias?.value)
     }
 }
 

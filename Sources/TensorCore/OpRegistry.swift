@@ -45,7 +45,7 @@ public enum OpRegistry {
         list.append(op("argmin", "reduce", floats, grad: false))
         for n in ["softmax", "logSoftmax"] { list.append(op(n, "reduce", floats, grad: true)) }
         list.append(op("batchNorm", "norm", floats, grad: true))
-        for n in ["matmul", "conv2d", "maxPool2d", "avgPool2d"] { list.append(op(n, "linalg", floats, grad: true)) }
+        for n in ["matmul", "linear", "conv2d", "maxPool2d", "avgPool2d"] { list.append(op(n, "linalg", floats, grad: true)) }
         for n in ["gather", "scatterAdd", "indexSelect", "embedding"] { list.append(op(n, "index", floats, grad: true)) }
         list.append(op("oneHot", "index", [.int64, .int32], grad: false))
         list.append(op("dropoutMask", "random", floats, grad: false))

@@ -38,7 +38,11 @@ enum BackwardEngine {
             // 3. Release nodes in dependency order.
             while let node = ready.popLast() {
                 let id = ObjectIdentifier(node)
-                guard var grad = pending.removeValue(forKey: id) else { continue }
+                guard var grad = pending.removeValue(forKey: id) else {
+                    // A leaf whose every contribution was fused into `.grad` is final now too.
+                    if node.isLeaf { node.finishFused() }
+                    continue
+                }
                 let (hooks, vjp, freed) = node.state.withLock { s in (s.hooks, s.vjp, s.freed) }
                 for hook in hooks { if let replaced = hook.fn(grad) { grad = replaced } }
                 if node.isLeaf {
@@ -66,7 +70,7 @@ enum BackwardEngine {
                     }
                     let left = dependencies[iid]! - 1
                     dependencies[iid] = left
-                    if left == 0, pending[iid] != nil {
+                    if left == 0, pending[iid] != nil || (input.isLeaf && input.hasFusedContribution) {
                         if input.isLeaf { readyLeaves.append(input) } else { ready.append(input) }
                     }
                 }
@@ -79,9 +83,49 @@ enum BackwardEngine {
 }
 
 extension GradNode {
+    /// Gradient-accumulation fusion: lets a VJP add its contribution to this leaf's gradient
+    /// straight into `.grad` (e.g. a GEMM with beta = 1), instead of returning a gradient the
+    /// engine adds. `write` receives the current `.grad` (nil if none yet; it must then
+    /// create it, charged as `.gradients`) and leaves the sum in it; it must not touch this
+    /// node otherwise (it runs under the node's lock). Returns false, without calling
+    /// `write`, when fusion is not allowed: not a leaf, or tensor hooks are registered (they
+    /// must see each contribution). The caller then returns the gradient as usual. The
+    /// engine treats a fused contribution like a pending one: the leaf becomes final when
+    /// its last consumer ran, and its post-accumulate hooks fire once.
+    public func accumulateFused(_ write: (inout Tensor?) -> Void) -> Bool {
+        guard isLeaf else { return false }
+        return state.withLock { s in
+            guard s.hooks.isEmpty else { return false }
+            var grad = s.grad
+            s.grad = nil  // `.grad` is the only reference, so the write is in place
+            write(&grad)
+            precondition(grad?.shape == shape && grad?.dtype == dtype,
+                         "accumulateFused: the gradient written for a \(shapeString(shape)) \(dtype) leaf is \(grad.map { "\(shapeString($0.shape)) \($0.dtype)" } ?? "nil")")
+            s.grad = grad
+            s.fusedContribution = true
+            return true
+        }
+    }
+
+    var hasFusedContribution: Bool { state.withLock { $0.fusedContribution } }
+
+    /// Ends a backward for a leaf that received only fused contributions: post-accumulate hooks.
+    func finishFused() {
+        let post: [(id: Int, fn: @Sendable (Tensor) -> Void)] = state.withLock { s in
+            guard s.fusedContribution else { return [] }
+            s.fusedContribution = false
+            return s.postAccumulateHooks
+        }
+        if !post.isEmpty {
+            let current = state.withLock { $0.grad! }
+            for hook in post { hook.fn(current) }
+        }
+    }
+
     /// Adds a final gradient into `.grad` and runs the post-accumulate hooks.
     func accumulate(_ g: Tensor) {
         let post: [(id: Int, fn: @Sendable (Tensor) -> Void)] = state.withLock { s in
+            s.fusedContribution = false
             if var existing = s.grad {
                 // In place when `.grad` is the only reference (no second gradient-sized
                 // tensor during accumulation); a copy otherwise (value semantics).

@@ -25,6 +25,8 @@ public final class GradNode: @unchecked Sendable, CustomStringConvertible {
         var postAccumulateHooks: [(id: Int, fn: @Sendable (Tensor) -> Void)] = []
         var nextHookID = 0
         var freed = false
+        /// A VJP accumulated into `.grad` directly during the running backward (`accumulateFused`).
+        var fusedContribution = false
     }
     let state: Mutex<State>
 

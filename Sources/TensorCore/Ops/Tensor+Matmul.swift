@@ -86,6 +86,29 @@ extension Tensor {
         return out
     }
 
+    /// `c += a · b` for matrices, as one GEMM with beta = 1 (no autograd, no temporary).
+    /// `c` is made dense and uniquely owned first (a copy only if it was shared or strided).
+    static func matmulAccumulate(_ a: Tensor, _ b: Tensor, into c: inout Tensor) {
+        precondition(a.rank == 2 && b.rank == 2 && a.shape[1] == b.shape[0] && c.shape == [a.shape[0], b.shape[1]],
+                     "matmulAccumulate: \(shapeString(a.shape)) x \(shapeString(b.shape)) into \(shapeString(c.shape))")
+        precondition(a.dtype == c.dtype && b.dtype == c.dtype && (c.dtype == .float32 || c.dtype == .float64),
+                     "matmulAccumulate: expected Float32 or Float64 operands of one dtype, got \(a.dtype), \(b.dtype) into \(c.dtype)")
+        let m = a.shape[0], k = a.shape[1], n = b.shape[1]
+        c.makeUniqueDense()
+        if m == 0 || n == 0 || k == 0 { return }
+        var A = a, B = b
+        if blasOperand(rows: m, cols: k, rowStride: A.strides[0], colStride: A.strides[1]) == nil { A = A.contiguousCopy() }
+        if blasOperand(rows: k, cols: n, rowStride: B.strides[0], colStride: B.strides[1]) == nil { B = B.contiguousCopy() }
+        let aOp = blasOperand(rows: m, cols: k, rowStride: A.strides[0], colStride: A.strides[1])!
+        let bOp = blasOperand(rows: k, cols: n, rowStride: B.strides[0], colStride: B.strides[1])!
+        func run<T: KernelFloat>(_: T.Type) {
+            T.gemm(m: m, n: n, k: k, alpha: 1, a: A.storage.pointer.assumingMemoryBound(to: T.self) + A.offset, aOp: aOp,
+                   b: B.storage.pointer.assumingMemoryBound(to: T.self) + B.offset, bOp: bOp, beta: 1,
+                   c: c.storage.pointer.assumingMemoryBound(to: T.self), ldc: n)
+        }
+        if c.dtype == .float32 { run(Float.self) } else { run(Double.self) }
+    }
+
     /// Batched matrix product of two 3-D tensors [b, m, k] x [b, k, n].
     public func bmm(_ other: Tensor) -> Tensor {
         precondition(rank == 3 && other.rank == 3 && shape[0] == other.shape[0],

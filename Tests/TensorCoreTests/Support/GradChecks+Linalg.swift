@@ -72,6 +72,14 @@ extension GradChecks {
             },
         ]
 
-        return ["matmul": matmul, "conv2d": conv2d, "maxPool2d": maxPool2d, "avgPool2d": avgPool2d]
+        let linear: [GradCheckCase] = [
+            GradCheckCase(inputs: [a, randInput([5, 4]), randInput([5])]) { $0[0].linear($0[1], bias: $0[2]) },
+            GradCheckCase(inputs: [batched, randInput([2, 4])]) { $0[0].linear($0[1]) },
+            GradCheckCase(inputs: [ncA, randInput([2, 4])]) { $0[0].linear($0[1]) },
+            // The weight used twice: one contribution fused into .grad, the other added by the engine.
+            GradCheckCase(inputs: [a, randInput([4, 4])]) { $0[0].linear($0[1]).linear($0[1]) },
+            GradCheckCase(inputs: [a, m34]) { $0[0].linear($0[1]) + $0[0].matmul($0[1].transposed()) },
+        ]
+        return ["matmul": matmul, "linear": linear, "conv2d": conv2d, "maxPool2d": maxPool2d, "avgPool2d": avgPool2d]
     }
 }
