@@ -10,7 +10,7 @@ CPU_FLAGS := $(shell grep -q ' avx2 ' /proc/cpuinfo 2>/dev/null && grep -q ' fma
 # build and the tool share one set of release artifacts instead of compiling twice.
 RELEASE_FLAGS ?= -c release $(CPU_FLAGS) -Xswiftc -enable-testing
 
-.PHONY: all run setup build test bench clean
+.PHONY: all run setup build test bench replay clean
 
 all: run
 
@@ -26,10 +26,21 @@ ARGS ?=
 run: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom train $(ARGS)
 
-# The suite, then the checks that need real MPI ranks (collectives and DDP under mpirun).
+# The replay service (gRPC) is its own package, so gRPC stays out of the core build;
+# `make replay` builds it and links loom-replay next to loom, where `loom replay` finds it.
+REPLAY_DIR := Services/ReplayService
+replay: build
+	cd $(REPLAY_DIR) && $(SWIFT) build -c release $(CPU_FLAGS) --product loom-replay
+	ln -sf "$$(cd $(REPLAY_DIR) && $(SWIFT) build -c release $(CPU_FLAGS) --show-bin-path)/loom-replay" \
+		"$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom-replay"
+
+# The suite, the checks that need real MPI ranks (collectives and DDP under mpirun), then
+# the replay service's tests (servers on free loopback ports) and `loom replay serve`.
 test: setup
 	$(SWIFT) test $(RELEASE_FLAGS)
 	bash scripts/mpi_check.sh
+	cd $(REPLAY_DIR) && $(SWIFT) build --build-tests && $(SWIFT) test --skip-build
+	bash scripts/replay_check.sh
 
 bench: build
 	$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom bench

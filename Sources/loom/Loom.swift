@@ -9,7 +9,7 @@ struct Loom: ParsableCommand {
         commandName: "loom",
         abstract: "Loom: a deep-learning systems framework in Swift.",
         version: version,
-        subcommands: [Train.self, Eval.self, Predict.self, Models_.self, Summary.self, Ops.self, Demo.self, Bench.self, TrainBench.self, NormPrecision.self, MemoryCommand.self, CheckpointBench.self, Launch.self, CollectivesCheckCommand.self, AllreduceBenchCommand.self, DDPCheckCommand.self, DDPBenchCommand.self]
+        subcommands: [Train.self, Eval.self, Predict.self, Models_.self, Summary.self, Ops.self, Demo.self, Bench.self, TrainBench.self, NormPrecision.self, MemoryCommand.self, CheckpointBench.self, Launch.self, CollectivesCheckCommand.self, AllreduceBenchCommand.self, DDPCheckCommand.self, DDPBenchCommand.self, ReplayCommand.self]
     )
 }
 
