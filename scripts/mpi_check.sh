@@ -39,5 +39,18 @@ diff = abs(dp["test_loss"] - one["test_loss"])
 print(f"test loss: 2 ranks {dp['test_loss']:.6f}, one process {one['test_loss']:.6f}, |diff| {diff:.2e}")
 sys.exit(0 if diff < 1e-3 else 1)
 PY
+    echo "== train --data-parallel --zero-stage 1: 2 epochs on 2 ranks vs 1 epoch + --resume on 3 ranks =="
+    # Constant LR: a cosine schedule depends on --epochs, so a 1-epoch run is not the first half of a 2-epoch one.
+    zero=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --data-parallel --zero-stage 1)
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --epochs 2 --output "$out/z2" > "$out/z2.log"
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --epochs 1 --output "$out/zr" > "$out/zr1.log"
+    timeout 600 "$LOOM" launch -np 3 -- train "${zero[@]}" --epochs 2 --output "$out/zr" --resume > "$out/zr2.log"
+    python3 - "$out/z2/metrics.jsonl" "$out/zr/metrics.jsonl" <<'PY'
+import json, sys
+straight, resumed = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+diff = abs(straight["test_loss"] - resumed["test_loss"])
+print(f"test loss after 2 epochs: straight {straight['test_loss']:.6f}, resumed at 3 ranks {resumed['test_loss']:.6f}, |diff| {diff:.2e}")
+sys.exit(0 if diff < 1e-3 and straight["epoch"] == resumed["epoch"] == 2 else 1)
+PY
     rm -rf "$out"
 fi

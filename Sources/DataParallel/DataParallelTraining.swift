@@ -44,8 +44,9 @@ public enum DataParallelTraining {
     /// optimizer state is freed: each rank keeps 1/N of it. Stage 2 also keeps only the
     /// shard of the gradients, so it cannot accumulate micro-batches (use stage 1).
     ///
-    /// Limitation: the trainer's checkpoints hold no optimizer state (the shards are not
-    /// gathered), so a resumed run restarts the optimizer's moments.
+    /// Checkpoints hold the whole optimizer state (gathered from the shards, in the
+    /// unsharded format), so `restore` resumes exactly, also at another world size, and a
+    /// DDP run's checkpoint resumes sharded and the reverse.
     @discardableResult
     public static func attachSharded(_ trainer: Trainer, group: any ProcessGroup, stage: ShardingStage,
                                      collective: CollectiveOptions = .native) throws(DataParallelError) -> ShardedOptimizer {
@@ -72,6 +73,8 @@ public enum DataParallelTraining {
             })
         trainer.distributed?.learningRate = { sharded.optimizer.learningRate }
         trainer.distributed?.stepCount = { sharded.stepCount }
+        trainer.distributed?.optimizerStateDict = { try sharded.fullStateDict() }
+        trainer.distributed?.loadOptimizerStateDict = { try sharded.loadFullStateDict($0) }
         if rank != 0 { trainer.quiet = true }
         return sharded
     }

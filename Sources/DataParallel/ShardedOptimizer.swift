@@ -39,7 +39,8 @@ public enum ShardingStage: Int, Sendable, CaseIterable, CustomStringConvertible 
 /// `DataParallelTests` with `Memory.stats()` by tag):
 /// - stage 1: parameters 4Ψ, gradients 4Ψ (`.grad`) + 4Ψ/N (the reduced shard), optimizer state 4KΨ/N;
 /// - stage 2: parameters 4Ψ, gradients 4Ψ/N (plus one bucket in flight), optimizer state 4KΨ/N.
-/// (Stage 3, parameters gathered on demand, is not implemented.)
+/// (Stage 3, parameters gathered on demand, is not implemented.) Checkpoints hold the whole
+/// optimizer state (`fullStateDict`, gathered), so they resume at any world size or unsharded.
 ///
 /// A step: `loss.backward(); try sharded.step(); model.zeroGrad()`.
 ///
@@ -301,6 +302,80 @@ public final class ShardedOptimizer: @unchecked Sendable {
                 p.value.withMutableStoragePointer(Double.self) { UnsafeMutableRawPointer($0).copyMemory(from: full.storageBlock.pointer + off * w, byteCount: bytes) }
             }
         }
+    }
+
+    // MARK: - Checkpoints
+
+    /// The optimizer state of the whole model in the format of an unsharded `Optimizer`
+    /// over the same parameters (keys `"<parameter>.<slot>"` with the parameters' shapes,
+    /// and `"step"`): every slot's shards are all-gathered and cut back into parameters.
+    /// So a sharded run's checkpoint resumes sharded at any world size, or unsharded.
+    ///
+    /// Collective: every rank calls it at the same point; every rank gets the whole
+    /// dictionary (for a moment each holds the full state, 4KΨ bytes).
+    public func fullStateDict() throws(DataParallelError) -> [String: Tensor] {
+        lock.lock(); defer { lock.unlock() }
+        let rank = group.rank, w = dtype.byteSize
+        let local = optimizer.stateDict()
+        var out: [String: Tensor] = [:]
+        out[OptimizerState.stepKey] = local[OptimizerState.stepKey]
+        let slotNames = local.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
+        for slot in slotNames {
+            let mine = local["0.\(slot)"]!.contiguous()
+            let full = Memory.withTag(.workspace) { Tensor.zeros([shardMap.total], dtype: dtype) }
+            do {
+                try group.allGather(send: CollectiveBuffer(mine.count == 0 ? nil : mine.storageBlock.pointer + mine.offset * w, count: mine.count, dtype: dtype),
+                                    recv: CollectiveBuffer(full.count == 0 ? nil : full.storageBlock.pointer, count: full.count, dtype: dtype),
+                                    counts: shardMap.counts, options: collective)
+            } catch {
+                throw DataParallelError("rank \(rank): ShardedOptimizer: all-gather of optimizer slot '\(slot)' for a checkpoint failed: \(error)")
+            }
+            for (i, p) in parameters.enumerated() {
+                let off = shardMap.parameterOffsets[i], n = p.value.count
+                out[OptimizerState.key(param: i, slot: slot)] = full.narrowed(dim: 0, start: off, length: n).contiguous().reshaped(p.value.shape)
+            }
+        }
+        return out
+    }
+
+    /// Restores this rank's shard from a whole-model optimizer state (as written by
+    /// `fullStateDict()` or by an unsharded `Optimizer` over the same parameters, e.g. a
+    /// DDP run's checkpoint). Not collective: each rank cuts out its own pieces.
+    ///
+    /// Throws, changing nothing, when a key is missing or a shape or dtype differs (the
+    /// error names the key and parameter, the expected and the found value).
+    public func loadFullStateDict(_ dictionary: [String: Tensor]) throws(DataParallelError) {
+        lock.lock(); defer { lock.unlock() }
+        let rank = group.rank, w = dtype.byteSize
+        let current = optimizer.stateDict()
+        var shardDict: [String: Tensor] = [:]
+        if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
+        let slotNames = current.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
+        let known = Set(slotNames.flatMap { slot in parameters.indices.map { OptimizerState.key(param: $0, slot: slot) } } + [OptimizerState.stepKey])
+        if let extra = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
+            throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state key '\(extra)' is not a state of this model's optimizer (expected slots \(slotNames) for \(parameters.count) parameters)")
+        }
+        for slot in slotNames {
+            var shard = Memory.withTag(.optimizerState) { Tensor.zeros([shardMap.counts[rank]], dtype: dtype) }
+            for piece in shardMap.pieces(of: rank) where !piece.elements.isEmpty {
+                let key = OptimizerState.key(param: piece.parameter, slot: slot)
+                let name = parameterNames[piece.parameter], want = parameters[piece.parameter].value
+                guard let t = dictionary[key] else {
+                    throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state has no key '\(key)' (slot '\(slot)' of parameter '\(name)')")
+                }
+                guard t.shape == want.shape, t.dtype == dtype else {
+                    throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state key '\(key)' (parameter '\(name)'): expected \(shapeString(want.shape)) \(dtype), found \(shapeString(t.shape)) \(t.dtype)")
+                }
+                let src = t.contiguous()
+                (shard.storageBlock.pointer + piece.shardOffset * w)
+                    .copyMemory(from: src.storageBlock.pointer + (src.offset + piece.elements.lowerBound) * w, byteCount: piece.elements.count * w)
+            }
+            shardDict["0.\(slot)"] = shard
+        }
+        do { try optimizer.loadStateDict(shardDict) } catch {
+            throw DataParallelError("rank \(rank): ShardedOptimizer: \(error)")
+        }
+        stepCounter = optimizer.stepCount
     }
 
     /// Clears per-step state. Caller holds `lock`.

@@ -127,6 +127,10 @@ public struct DistributedStep {
     /// optimizer (nil: the trainer's own).
     public var learningRate: (() -> Double?)?
     public var stepCount: (() -> Int)?
+    /// With `optimizerStep`: the whole optimizer state for checkpoints (a collective every
+    /// rank runs; unsharded format) and its inverse for `restore`. nil: the trainer's own.
+    public var optimizerStateDict: (() throws -> [String: Tensor])?
+    public var loadOptimizerStateDict: (([String: Tensor]) throws -> Void)?
 
     public init(rank: Int, size: Int, shard: @escaping (_ n: Int) -> (rows: Range<Int>, lossScale: Double),
                 withoutSync: @escaping (() throws -> Void) throws -> Void, afterBackward: @escaping () throws -> Void,

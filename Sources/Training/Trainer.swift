@@ -123,7 +123,7 @@ public final class Trainer {
             throw ConfigError("checkpoint was made with a different configuration; resume with the same flags (only --epochs, --threads may change)")
         }
         try model.loadStateDict(ck.model)
-        try optimizer.loadStateDict(ck.optimizer)
+        if let load = distributed?.loadOptimizerStateDict { try load(ck.optimizer) } else { try optimizer.loadStateDict(ck.optimizer) }
         Generator.default.currentState = ck.rng
         if lossScaler != nil, !ck.scaler.isEmpty {
             do { lossScaler = try LossScaler(stateDict: ck.scaler) } catch { throw ConfigError("checkpoint loss scaler: \(error.description)") }
@@ -240,18 +240,21 @@ public final class Trainer {
                            r.epoch, config.epochs, r.trainLoss, 100 * r.trainAccuracy, r.testLoss, 100 * r.testAccuracy,
                            r.imagesPerSecond, r.seconds))
             }
+            // A sharded optimizer gathers its state on every rank (a collective) before rank 0 writes.
+            let shardedState = output == nil ? nil : try distributed?.optimizerStateDict?()
             guard isPrimary else { continue }
             metrics?.write(["epoch": r.epoch, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy, "test_loss": r.testLoss,
                             "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond, "seconds": r.seconds,
                             "lr": r.learningRate, "step": distributed?.stepCount?() ?? optimizer.stepCount])
-            if let out = output { try checkpoint().save(to: out + "/checkpoint.safetensors") }
+            if let out = output { try checkpoint(optimizerState: shardedState).save(to: out + "/checkpoint.safetensors") }
         }
         return results
     }
 
-    /// The current state as a checkpoint.
-    public func checkpoint() -> Checkpoint {
-        Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: model.stateDict()), optimizer: optimizer.stateDict(),
+    /// The current state as a checkpoint; `optimizerState` replaces the trainer's own
+    /// optimizer's (a sharded optimizer's gathered state, `DistributedStep.optimizerStateDict`).
+    public func checkpoint(optimizerState: [String: Tensor]? = nil) -> Checkpoint {
+        Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: model.stateDict()), optimizer: optimizerState ?? optimizer.stateDict(),
                    rng: Generator.default.currentState, nextEpoch: nextEpoch, scaler: lossScaler?.stateDict() ?? [:])
     }
 }

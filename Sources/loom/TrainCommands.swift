@@ -112,7 +112,6 @@ struct Train: ParsableCommand {
                 options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
                 if let z = zeroStage {
                     guard let stage = ShardingStage(rawValue: z) else { throw ValidationError("--zero-stage \(z): expected 1 or 2 (stage 3 is not implemented)") }
-                    guard !resume else { throw ValidationError("--zero-stage with --resume: checkpoints of sharded runs hold no optimizer state yet") }
                     guard sparse == nil, compression == .none else { throw ValidationError("--zero-stage: --wire and --sparse apply to DDP's allreduce, not to the sharded update") }
                     try DataParallelTraining.attachSharded(trainer, group: group, stage: stage, collective: CollectiveOptions(algorithm: algorithm == .native ? .native : .ring))
                 } else {

@@ -100,3 +100,77 @@ final class TrainerBox: @unchecked Sendable {
     let trainers: [Trainer]
     init(_ trainers: [Trainer]) { self.trainers = trainers }
 }
+
+/// Checkpoints of sharded runs: the gathered optimizer state is the unsharded one, and a
+/// run resumed from it (at another world size, or from a DDP checkpoint) continues exactly
+/// as the uninterrupted run.
+final class ShardedCheckpointTests: XCTestCase {
+    func config() -> TrainConfig {
+        var c = TrainConfig()
+        c.model = "lenet5"
+        c.epochs = 2
+        c.batchSize = 24  // 12 or 8 rows per rank
+        c.lr = 0.05
+        c.dataDir = DataParallelTrainingTests.data
+        c.prefetch = 0
+        c.threads = 1
+        return c
+    }
+
+    /// Trains `epochs` epochs on `size` ranks; returns rank 0's weights and gathered state.
+    func run(size: Int, stage: ShardingStage?, epochs: Range<Int>, from ck: Checkpoint? = nil) throws -> (weights: [Float], state: [String: Tensor], ck: Checkpoint) {
+        let box = TrainerBox(try (0..<size).map { _ in try Trainer(config: config()) })
+        let start = CheckpointBox(ck)
+        let states = try InProcessWorld.run(size: size) { group -> [String: Tensor] in
+            let t = box.trainers[group.rank]
+            t.quiet = true
+            if let stage { try DataParallelTraining.attachSharded(t, group: group, stage: stage) } else { try DataParallelTraining.attach(t, group: group) }
+            if let ck = start.ck { try t.restore(ck) }
+            for e in epochs { _ = try t.trainEpoch(e) }
+            return try t.distributed?.optimizerStateDict?() ?? t.optimizer.stateDict()
+        }
+        let t0 = box.trainers[0]
+        return (t0.model.parameters.flatMap { $0.value.scalars(as: Float.self) }, states[0], t0.checkpoint(optimizerState: states[0]))
+    }
+
+    func testGatheredStateEqualsUnshardedAndResumesAtAnotherWorldSize() throws {
+        let ddp = try run(size: 2, stage: nil, epochs: 0..<1)
+        let sharded = try run(size: 2, stage: .optimizerState, epochs: 0..<1)
+        XCTAssertEqual(sharded.weights, ddp.weights)
+        XCTAssertEqual(Set(sharded.state.keys), Set(ddp.state.keys), "same keys as the unsharded optimizer")
+        for (k, v) in ddp.state {
+            XCTAssertEqual(sharded.state[k]!.shape, v.shape, k)
+            XCTAssertEqual(sharded.state[k]!.scalars(as: Double.self), v.scalars(as: Double.self), "key \(k)")
+        }
+        // The uninterrupted two-epoch run, and resumes from the epoch-1 checkpoints.
+        let straight = try run(size: 2, stage: .optimizerState, epochs: 0..<2)
+        let resumedSharded3 = try run(size: 3, stage: .optimizerState, epochs: 1..<2, from: sharded.ck)
+        let resumedFromDDP = try run(size: 2, stage: .gradients, epochs: 1..<2, from: ddp.ck)
+        let resumedAsDDP = try run(size: 2, stage: nil, epochs: 1..<2, from: sharded.ck)
+        for (name, r) in [("sharded at 3 ranks", resumedSharded3), ("sharded from DDP", resumedFromDDP), ("DDP from sharded", resumedAsDDP)] {
+            var diff: Float = 0
+            for (a, b) in zip(r.weights, straight.weights) { diff = Swift.max(diff, abs(a - b)) }
+            XCTAssertLessThan(diff, 1e-5, "\(name): weights differ from the uninterrupted run by \(diff)")
+        }
+    }
+
+    func testBadStateIsRefusedNamingTheKey() throws {
+        let ddp = try run(size: 1, stage: nil, epochs: 0..<1)
+        var bad = ddp.state
+        let key = bad.keys.first { $0.hasSuffix(".momentum") }!
+        bad[key] = Tensor.zeros([3])
+        let box = TrainerBox([try Trainer(config: config())])
+        let badState = bad
+        XCTAssertThrowsError(try InProcessWorld.run(size: 1) { g in
+            let t = box.trainers[0]
+            try DataParallelTraining.attachSharded(t, group: g, stage: .optimizerState)
+            try t.distributed!.loadOptimizerStateDict!(badState)
+        }) { e in XCTAssertTrue("\(e)".contains("'\(key)'") && "\(e)".contains("found [3]"), "\(e)") }
+    }
+}
+
+/// Hands a checkpoint to rank threads (read only). `@unchecked Sendable`: never mutated.
+final class CheckpointBox: @unchecked Sendable {
+    let ck: Checkpoint?
+    init(_ ck: Checkpoint?) { self.ck = ck }
+}
