@@ -19,10 +19,15 @@ public final class Linear: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures) -> \(outFeatures)): input \(shapeString(x.shape)) has last dimension \(x.shape.last ?? 0), expected \(inFeatures)")
         if Autocast.isEnabled {
-            // Autocast: input and the Float32 master weight/bias narrowed (recorded casts, so the
-            // gradient reaches the master in Float32); the GEMM accumulates in Float32 and the
-            // output (and what matmul saves for backward) is half.
-            let y = Autocast.narrow(x).matmul(Autocast.narrow(weight.value).transposed(0, 1))
+            let xh = Autocast.narrow(x)
+            if xh.dtype.isReducedPrecision && weight.value.dtype == .float32 {
+                // Autocast: half input, one mixed node that multiplies by a half copy of the
+                // Float32 master weight (output and saved tensors half) and accumulates the
+                // weight gradient into the master's `.grad` in Float32, fused.
+                return xh.linear(weight.value, bias: bias?.value)
+            }
+            // Other weight types: recorded casts (the gradient returns in the weight's type).
+            let y = xh.matmul(Autocast.narrow(weight.value).transposed(0, 1))
             return bias.map { y + Autocast.narrow($0.value) } ?? y
         }
         // One node; its backward accumulates the weight gradient in place (`Tensor.linear`).

@@ -75,6 +75,34 @@ final class LinearFusionTests: XCTestCase {
         XCTAssertLessThan(Memory.stats().peak - before, weightBytes / 2,
                           "the second backward allocated a weight-sized temporary")
     }
+
+    /// Autocast's mixed call: half input, Float32 master weight and bias. The output is half;
+    /// the weight and bias gradients are Float32 and equal the Float32 computation on the
+    /// same (half-valued) input; no weight-sized temporary in forward or backward.
+    func testMixedPrecisionCallKeepsFloat32GradientsWithoutWeightCopies() {
+        for half in [DType.float16, .bfloat16] {
+            let x = randn([6, 256], seed: 15).to(half)
+            let w0 = randn([512, 256], seed: 16), b0 = randn([512], seed: 17)
+            let w = w0.requiringGrad(), b = b0.requiringGrad()
+            let wr = w0.requiringGrad(), br = b0.requiringGrad()
+            let xr = x.to(.float32)
+            for pass in 0..<2 {
+                Memory.resetPeak()
+                let before = Memory.stats().current
+                let y = enableGrad { x.linear(w, bias: b) }
+                XCTAssertEqual(y.dtype, half)
+                enableGrad { y.to(.float32).tanh().sum() }.backward()
+                // The first pass allocates the Float32 gradients themselves (weight + bias).
+                let allowed = (pass == 0 ? (512 * 256 + 512) * 4 : 0) + 512 * 256 * 4 / 2
+                XCTAssertLessThan(Memory.stats().peak - before, allowed, "\(half), pass \(pass): a weight-sized temporary")
+                enableGrad { xr.linear(wr, bias: br).to(half).to(.float32).tanh().sum() }.backward()
+            }
+            XCTAssertEqual(w.grad!.dtype, .float32)
+            let scale = wr.grad!.abs().amax().item()
+            XCTAssertLessThan((w.grad! - wr.grad!).abs().amax().item(), 1e-5 * scale, "\(half) weight gradient")
+            XCTAssertLessThan((b.grad! - br.grad!).abs().amax().item(), 1e-5 * b.grad!.abs().amax().item(), "\(half) bias gradient")
+        }
+    }
 }
 
 private final class HookLog: @unchecked Sendable {
