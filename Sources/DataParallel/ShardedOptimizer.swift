@@ -39,7 +39,7 @@ public enum ShardingStage: Int, Sendable, CaseIterable, CustomStringConvertible 
 /// `DataParallelTests` with `Memory.stats()` by tag):
 /// - stage 1: parameters 4Ψ, gradients 4Ψ (`.grad`) + 4Ψ/N (the reduced shard), optimizer state 4KΨ/N;
 /// - stage 2: parameters 4Ψ, gradients 4Ψ/N (plus one bucket in flight), optimizer state 4KΨ/N.
-/// (Stage 3, parameters gathered on demand, is not implemented.) Checkpoints hold the whole
+/// (Stage 3, parameters gathered on demand, is `FullyShardedDataParallel`.) Checkpoints hold the whole
 /// optimizer state (`fullStateDict`, gathered), so they resume at any world size or unsharded.
 ///
 /// A step: `loss.backward(); try sharded.step(); model.zeroGrad()`.

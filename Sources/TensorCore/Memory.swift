@@ -129,35 +129,90 @@ public enum Memory {
 /// `@unchecked Sendable` by design: the bytes are written only while the storage is
 /// being filled by the op that created it, or through a `Tensor` that holds the only
 /// reference (copy-on-write); shared storage is read-only. `tag` is guarded by a mutex.
+///
+/// ## Released bytes (parameters gathered on demand)
+/// `releaseBytes(note:)` frees the bytes but keeps the object, so every tensor and view
+/// over it (including those captured by autograd closures) stays valid as a *handle*;
+/// `rematerialize()` later allocates fresh bytes of the same size for the same object,
+/// and the owner fills them (e.g. with all-gathered values). This is what fully sharded
+/// data parallelism (ZeRO stage 3, PyTorch FSDP's resizing of a parameter's storage to
+/// zero and back) needs: a VJP that captured a weight sees the gathered values again in
+/// backward. While released the block is charged nothing (`Memory` sees a free, and a new
+/// allocation with a new `serial` when it comes back), and reading `pointer` traps with a
+/// message naming the storage and `note` (the owner says what it is, e.g. a parameter
+/// name) instead of reading freed memory. Release and rematerialise only from the thread
+/// that owns the storage, while no op or collective is using its bytes.
 public final class TensorStorage: @unchecked Sendable {
-    public let pointer: UnsafeMutableRawPointer
+    @usableFromInline var _pointer: UnsafeMutableRawPointer
+    @usableFromInline var _released = false
+    private var releaseNote = ""
     public let byteCount: Int
     private let tagBox: Mutex<MemoryTag>
-    /// Allocation serial number (1, 2, ...), unique in the process.
-    public let serial: Int
+    /// Allocation serial number (1, 2, ...), unique in the process; a rematerialised block
+    /// gets a new one (it is a new allocation for timelines).
+    public private(set) var serial: Int
 
     /// Allocates `byteCount` uninitialised bytes charged to `tag`.
     public init(byteCount: Int, tag: MemoryTag = Memory.currentTag) {
         precondition(byteCount >= 0, "TensorStorage: negative byte count \(byteCount)")
         self.byteCount = byteCount
-        self.pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        self._pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         self.tagBox = Mutex(tag)
         self.serial = Memory.allocated(byteCount, tag: tag)
+    }
+
+    /// The first byte. Traps, naming this storage, when the bytes are released.
+    @inlinable
+    public var pointer: UnsafeMutableRawPointer {
+        if _slowPath(_released) { readOfReleasedBytes() }
+        return _pointer
+    }
+
+    /// Whether the bytes are released (see `releaseBytes(note:)`).
+    public var isReleased: Bool { _released }
+
+    @usableFromInline
+    func readOfReleasedBytes() -> Never {
+        // fatalError, not precondition: the message must survive -O builds.
+        fatalError("TensorStorage #\(serial) (\(byteCount) bytes, \(tag.rawValue)): an op read its bytes while they are released (\(releaseNote)); its values exist only between rematerialize() and releaseBytes() (the backtrace names the op)")
+    }
+
+    /// Frees the bytes, keeping this object (and every tensor viewing it) alive as a
+    /// handle; the accounting sees a free. Reading `pointer` then traps with a message
+    /// that includes `note` (say what the block is and when it is available). O(1).
+    public func releaseBytes(note: String) {
+        if _released { fatalError("TensorStorage #\(serial): releaseBytes: already released (\(releaseNote)); now: \(note)") }
+        Memory.freed(byteCount, tag: tag, serial: serial)
+        _pointer.deallocate()
+        _released = true
+        releaseNote = note
+    }
+
+    /// Allocates fresh, uninitialised bytes of the same size for a released block
+    /// (charged to its tag, with a new `serial`); the caller fills them.
+    public func rematerialize() {
+        if !_released { fatalError("TensorStorage #\(serial): rematerialize: the bytes are not released") }
+        _pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        serial = Memory.allocated(byteCount, tag: tag)
+        _released = false
+        releaseNote = ""
     }
 
     /// The tag this block is charged to.
     public var tag: MemoryTag { tagBox.withLock { $0 } }
 
     /// Moves this block's bytes to another tag (e.g. a fresh tensor becoming a parameter).
+    /// A released block only changes its tag (it is charged nothing).
     public func retag(_ newTag: MemoryTag) {
         tagBox.withLock { t in
-            Memory.retagged(byteCount, from: t, to: newTag)
+            if !_released { Memory.retagged(byteCount, from: t, to: newTag) }
             t = newTag
         }
     }
 
     deinit {
+        guard !_released else { return }
         Memory.freed(byteCount, tag: tagBox.withLock { $0 }, serial: serial)
-        pointer.deallocate()
+        _pointer.deallocate()
     }
 }

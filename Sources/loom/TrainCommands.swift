@@ -111,7 +111,7 @@ struct Train: ParsableCommand {
                 options.collective = CollectiveOptions(algorithm: algorithm, compression: compression)
                 options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
                 if let z = zeroStage {
-                    guard let stage = ShardingStage(rawValue: z) else { throw ValidationError("--zero-stage \(z): expected 1 or 2 (stage 3 is not implemented)") }
+                    guard let stage = ShardingStage(rawValue: z) else { throw ValidationError("--zero-stage \(z): expected 1 or 2 (stage 3 exists as the library type FullyShardedDataParallel, not yet in loom train)") }
                     guard sparse == nil, compression == .none else { throw ValidationError("--zero-stage: --wire and --sparse apply to DDP's allreduce, not to the sharded update") }
                     try DataParallelTraining.attachSharded(trainer, group: group, stage: stage, collective: CollectiveOptions(algorithm: algorithm == .native ? .native : .ring))
                 } else {
