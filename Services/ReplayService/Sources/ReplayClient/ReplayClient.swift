@@ -8,25 +8,53 @@ import TensorCore
 
 /// A connection to a Loom replay service: typed wrappers around each RPC.
 ///
-/// Errors are the server's `RPCError`s (codes as documented in `replay.proto`). Call
-/// `close()` when done; it waits for the connection to shut down.
+/// Errors are the server's `RPCError`s (codes as documented in `replay.proto`); a server
+/// that cannot be reached (not running, or TLS on one side only) fails at once with
+/// `unavailable` and a message naming the address and the security used. Call `close()`
+/// when done; it waits for the connection to shut down.
 public final class ReplayClient: Sendable {
     /// The underlying grpc-swift client.
     public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    private let stub: Loom_Replay_ReplayService.Client<HTTP2ClientTransport.Posix>
-    private let metadata: Metadata
+    let stub: Loom_Replay_ReplayService.Client<HTTP2ClientTransport.Posix>
+    let metadata: Metadata
+    let options: CallOptions
+    /// `host:port (plaintext|TLS)`, for error messages.
+    let endpoint: String
     private let connections: Task<Void, Never>
 
-    /// A client of the service at `host:port`, sending `authorization: Bearer <token>`
-    /// with every call when `token` is set.
-    public init(host: String = "127.0.0.1", port: Int, token: String? = nil) throws {
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: host, port: port), transportSecurity: .plaintext)
+    /// A client of the service at `host:port` (an IPv4 or IPv6 address or a DNS name),
+    /// sending `authorization: Bearer <token>` with every call when `token` is set, over TLS
+    /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise).
+    public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil) throws {
+        let target: any ResolvableTarget
+        if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            target = ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
+        } else if host.contains(":") {
+            target = ResolvableTargets.IPv6(addresses: [SocketAddress.IPv6(host: host, port: port)])
+        } else {
+            target = ResolvableTargets.DNS(host: host, port: port)
+        }
+        let config = HTTP2ClientTransport.Posix.Config.defaults { c in
+            // The window bounds how far the server streams samples ahead of a slow reader:
+            // keep it moderate (the server's own window, for inserts, is larger).
+            c.http2.maxFrameSize = 1 << 20
+            c.http2.targetWindowSize = 2 << 20
+        }
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
+                                                       config: config)
         let grpc = GRPCClient(transport: transport)
         self.grpc = grpc
         stub = Loom_Replay_ReplayService.Client(wrapping: grpc)
         var md = Metadata()
         if let token { md.addString("Bearer \(token)", forKey: "authorization") }
         metadata = md
+        var opts = CallOptions.defaults
+        opts.maxRequestMessageBytes = ReplayServiceHost.maxMessageBytes
+        opts.maxResponseMessageBytes = ReplayServiceHost.maxMessageBytes
+        // Fail at once when the connection cannot be made instead of waiting for ever.
+        opts.waitForReady = false
+        options = opts
+        endpoint = "\(host):\(port) (\(tls == nil ? "plaintext" : "TLS"))"
         connections = Task { try? await grpc.runConnections() }
     }
 
@@ -36,39 +64,74 @@ public final class ReplayClient: Sendable {
         await connections.value
     }
 
+    /// Runs one RPC; an `unavailable` error gets a message that names the endpoint and the
+    /// likely causes.
+    func call<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RPCError where error.code == .unavailable {
+            throw RPCError(code: .unavailable,
+                           message: "\(what): cannot reach the replay service at \(endpoint) (is it running, and do client and server agree on TLS? a TLS server needs ReplayClient(tls:), a plaintext one none); transport:",
+                           cause: error)
+        }
+    }
+
     /// Sends `requests` on one Insert stream; returns how many items the server inserted.
     public func insert(_ requests: [Loom_Replay_InsertRequest]) async throws -> UInt64 {
-        let response = try await stub.insert(metadata: metadata) { writer in
-            for r in requests { try await writer.write(r) }
+        try await call("insert") {
+            try await stub.insert(metadata: metadata, options: options) { writer in
+                for r in requests { try await writer.write(r) }
+            }.itemsInserted
         }
-        return response.itemsInserted
+    }
+
+    /// Opens an Insert stream to which messages are sent as they are ready (several in
+    /// flight); `finish()` ends it and returns the number of items inserted.
+    public func openInsertStream(maxQueuedMessages: Int = 8) -> InsertStream {
+        InsertStream(client: self, capacity: maxQueuedMessages)
     }
 
     /// Samples `count` items of `table` in batches of up to `batchSize` (0 = one batch),
     /// each batch waiting at most `timeout` (nil = forever). Items come back with one chunk
     /// holding their trajectory.
     public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil) async throws -> [ReplaySample] {
+        let all = SampleCollector()
+        try await sample(table: table, count: count, batchSize: batchSize, timeout: timeout) { batch in
+            all.append(batch)
+            return true
+        }
+        return all.samples
+    }
+
+    /// Streams up to `count` samples of `table` in batches of up to `batchSize` (0 = one
+    /// batch), calling `onBatch` with each decoded batch as it arrives; `onBatch` returns
+    /// false to stop early (the call is then cancelled). Each batch waits at most `timeout`
+    /// for the rate limiter (nil = forever).
+    public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil,
+                       onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
         var request = Loom_Replay_SampleRequest()
         request.table = table
         request.numSamples = Int64(count)
         request.flexibleBatchSize = Int64(batchSize)
         request.timeoutMs = timeout.map(Self.milliseconds) ?? 0
-        let batches = try await stub.sample(request, metadata: metadata) { response in
-            var all: [Loom_Replay_SampleResponse] = []
-            for try await message in response.messages { all.append(message) }
-            return all
+        let options = self.options
+        try await call("sample from '\(table)'") {
+            try await stub.sample(request, metadata: metadata, options: options) { response in
+                for try await message in response.messages {
+                    var batch: [ReplaySample] = []
+                    batch.reserveCapacity(message.items.count)
+                    for item in message.items { batch.append(try Self.decode(item, table: table)) }
+                    if try await !onBatch(batch) { return }
+                }
+            }
         }
-        var samples: [ReplaySample] = []
-        for batch in batches {
-            for item in batch.items { samples.append(try Self.decode(item, table: table)) }
-        }
-        return samples
     }
 
     /// Rebuilds a sample from the wire: one chunk keyed by the item key.
     static func decode(_ item: Loom_Replay_SampledItem, table: String) throws(ReplayError) -> ReplaySample {
         let info = SampleInfo(wire: item.info)
         var columns: [Tensor] = []
+        columns.reserveCapacity(item.columns.count)
         for (i, c) in item.columns.enumerated() { columns.append(try c.tensor("sampled item \(info.key) column \(i)")) }
         let chunk = try Chunk(key: info.key, columns: columns)
         return ReplaySample(item: ReplayItem(key: info.key, table: table, priority: info.priority, chunks: [chunk]), info: info)
@@ -85,28 +148,42 @@ public final class ReplayClient: Sendable {
             return kp
         }
         request.deletes = deletes
-        _ = try await stub.mutatePriorities(request, metadata: metadata)
+        _ = try await call("mutate priorities of '\(table)'") {
+            try await stub.mutatePriorities(request, metadata: metadata, options: options)
+        }
     }
 
     /// Empties `table`.
     public func reset(table: String) async throws {
         var request = Loom_Replay_ResetRequest()
         request.table = table
-        _ = try await stub.reset(request, metadata: metadata)
+        _ = try await call("reset '\(table)'") { try await stub.reset(request, metadata: metadata, options: options) }
     }
 
     /// Sizes and counters of every table, in the server's config order.
     public func serverInfo() async throws -> [Loom_Replay_TableInfo] {
-        try await stub.serverInfo(Loom_Replay_ServerInfoRequest(), metadata: metadata).tables
+        try await call("server info") {
+            try await stub.serverInfo(Loom_Replay_ServerInfoRequest(), metadata: metadata, options: options).tables
+        }
     }
 
     /// Asks the server to write a checkpoint; returns its directory.
     public func checkpoint() async throws -> String {
-        try await stub.checkpoint(Loom_Replay_CheckpointRequest(), metadata: metadata).path
+        try await call("checkpoint") {
+            try await stub.checkpoint(Loom_Replay_CheckpointRequest(), metadata: metadata, options: options).path
+        }
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
         let c = d.components
         return Swift.max(1, c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000)
     }
+}
+
+/// Collects batches from the streaming `sample` (called serially by one RPC).
+/// `@unchecked Sendable`: the Sample response handler calls `append` from one task, and
+/// `samples` is read after the call returned.
+private final class SampleCollector: @unchecked Sendable {
+    var samples: [ReplaySample] = []
+    func append(_ batch: [ReplaySample]) { samples.append(contentsOf: batch) }
 }

@@ -1,4 +1,5 @@
 import ReplayStorage
+import Synchronization
 
 /// Draws batches of samples from one table: each `next()` asks for `batchSize` items in a
 /// single Sample call, streamed in flexible batches of `flexibleBatchSize`.
@@ -33,4 +34,46 @@ public struct ReplaySampler: Sendable {
     public func next() async throws -> [ReplaySample] {
         try await client.sample(table: table, count: batchSize, batchSize: flexibleBatchSize, timeout: timeout)
     }
+
+    /// Streams batches of up to `batchSize` samples on `workers` concurrent workers
+    /// (several batches in flight; no round trip per batch), `limit` samples in all (split
+    /// between the workers). Each worker issues Sample calls of `samplesPerCall` samples
+    /// (default: 8 batches, at least 256) back to back, so the server never samples more
+    /// than one call ahead of a worker that stops. `onBatch` is called concurrently from the
+    /// workers and returns false to stop its worker (the rest of that worker's current call
+    /// is read and dropped, so the call ends normally). Returns when every worker stopped
+    /// or reached its share.
+    public func stream(workers: Int = 2, limit: Int = Int(Int32.max), samplesPerCall: Int? = nil,
+                       onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
+        let workers = Swift.max(1, workers)
+        let perCall = Swift.max(1, samplesPerCall ?? Swift.max(256, 8 * batchSize))
+        let client = self.client, table = self.table, batchSize = self.batchSize, timeout = self.timeout
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<workers {
+                let share = limit / workers + (w < limit % workers ? 1 : 0)
+                guard share > 0 else { continue }
+                group.addTask {
+                    let stopped = StopFlag()
+                    var remaining = share
+                    while remaining > 0 && !stopped.isSet {
+                        let n = Swift.min(perCall, remaining)
+                        try await client.sample(table: table, count: n, batchSize: batchSize, timeout: timeout) { batch in
+                            if stopped.isSet { return true }  // drain
+                            if try await !onBatch(batch) { stopped.set() }
+                            return true
+                        }
+                        remaining -= n
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// A one-way flag shared by a worker's calls.
+private final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
 }

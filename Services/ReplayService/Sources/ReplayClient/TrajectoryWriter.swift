@@ -4,12 +4,18 @@ import ReplayStorage
 import TensorCore
 
 /// Writes trajectories into a replay service: append steps, create items over the last
-/// `k` steps, and `flush` them in one Insert stream.
+/// `k` steps, `send` them on an open Insert stream as they are ready, and `flush` to end
+/// the stream and learn how many items the server inserted.
 ///
 /// Steps are grouped into chunks of up to `chunkLength` steps (a chunk also closes when an
-/// item is created); items reference chunks, so overlapping items share data. Each flush
-/// sends every chunk its items need once, followed by the items. Chunks older than
-/// `maxSequenceLength` steps are dropped after a flush.
+/// item is created); items reference chunks, so overlapping items share data. A chunk is
+/// sent once per stream, before the first item that uses it; chunks older than
+/// `maxSequenceLength` steps are dropped after a send, and the server is told to release
+/// them from the stream's cache.
+///
+/// Streaming use (many items in flight, no round trip per item): call `send()` every few
+/// items (e.g. each 64), `flush()` at the end. Calling only `flush()` sends everything in
+/// one stream, as before.
 ///
 /// Not thread-safe: use a writer from one task at a time.
 public final class TrajectoryWriter {
@@ -25,11 +31,18 @@ public final class TrajectoryWriter {
     private var pendingItems: [Loom_Replay_ItemData] = []
     private var stepShapes: [(dtype: DType, shape: [Int])]?
     private var nextKey: UInt64
+    private var stream: InsertStream?
+    private var sentChunks = Set<UInt64>()
+    private var releasedChunks: [UInt64] = []
     /// Steps appended so far.
     public private(set) var stepCount = 0
 
+    /// Messages `send` may queue before it waits for gRPC to take one (>= 1).
+    public let maxQueuedMessages: Int
+
     /// A writer; throws `.invalidArgument` when `chunkLength` or `maxSequenceLength` is < 1.
-    public init(client: ReplayClient, chunkLength: Int = 1, maxSequenceLength: Int = 64) throws(ReplayError) {
+    public init(client: ReplayClient, chunkLength: Int = 1, maxSequenceLength: Int = 64,
+                maxQueuedMessages: Int = 8) throws(ReplayError) {
         guard chunkLength >= 1 else { throw ReplayError(.invalidArgument, "writer: chunkLength \(chunkLength) must be >= 1") }
         guard maxSequenceLength >= 1 else {
             throw ReplayError(.invalidArgument, "writer: maxSequenceLength \(maxSequenceLength) must be >= 1")
@@ -37,9 +50,14 @@ public final class TrajectoryWriter {
         self.client = client
         self.chunkLength = chunkLength
         self.maxSequenceLength = maxSequenceLength
+        self.maxQueuedMessages = Swift.max(1, maxQueuedMessages)
         // Random 32-bit prefix + counter: keys of concurrent writers do not collide in practice.
         nextKey = UInt64.random(in: 1...UInt64(UInt32.max)) << 32
     }
+
+    /// A writer dropped with an open stream ends it (items sent so far are inserted; the
+    /// count is not reported), so the client's `close()` does not wait for it.
+    deinit { stream?.cancelSending() }
 
     /// Items created and not yet flushed.
     public var pendingItemCount: Int { pendingItems.count }
@@ -92,27 +110,56 @@ public final class TrajectoryWriter {
         return item.key
     }
 
-    /// Sends the pending items (and the chunks they use) in one Insert stream; each insert
-    /// may wait `timeout` for the rate limiter (nil = forever). Returns the number
-    /// inserted. On error the pending items are dropped (some may have been inserted).
-    @discardableResult
-    public func flush(timeout: Duration? = nil) async throws -> UInt64 {
-        guard !pendingItems.isEmpty else { return 0 }
+    /// Sends the pending items (and the chunks they use that this stream has not carried
+    /// yet) as one message on the open Insert stream, opening one if needed; returns without
+    /// waiting for the server (at most `maxQueuedMessages` messages wait in the client).
+    /// Each insert may wait `timeout` for the rate limiter on the server (nil = forever).
+    /// Throws when the stream already failed (the pending items are then dropped).
+    public func send(timeout: Duration? = nil) async throws {
+        guard !pendingItems.isEmpty else { return }
         let items = pendingItems
         pendingItems = []
+        var request = Loom_Replay_InsertRequest()
         var needed = Set<UInt64>()
         for it in items { needed.formUnion(it.chunkKeys) }
-        var request = Loom_Replay_InsertRequest()
-        for (_, chunk) in chunks where needed.contains(chunk.key) {
+        for (_, chunk) in chunks where needed.contains(chunk.key) && !sentChunks.contains(chunk.key) {
             var c = Loom_Replay_ChunkData()
             c.key = chunk.key
             c.columns = chunk.columns.map(Loom_Replay_TensorData.init)
             request.chunks.append(c)
+            sentChunks.insert(chunk.key)
         }
         request.items = items
+        request.releaseChunkKeys = releasedChunks
+        releasedChunks = []
         request.timeoutMs = timeout.map(ReplayClient.milliseconds) ?? 0
-        defer { prune() }
-        return try await client.insert([request])
+        prune()
+        let open = stream ?? client.openInsertStream(maxQueuedMessages: maxQueuedMessages)
+        stream = open
+        do {
+            try await open.send(request)
+        } catch {
+            stream = nil
+            sentChunks = []
+            releasedChunks = []
+            throw error
+        }
+    }
+
+    /// Sends the pending items, ends the Insert stream and returns how many items the server
+    /// inserted on it (every item sent since the stream opened). On error the pending items
+    /// are dropped (some may have been inserted).
+    @discardableResult
+    public func flush(timeout: Duration? = nil) async throws -> UInt64 {
+        if stream == nil && pendingItems.isEmpty { return 0 }
+        defer {
+            stream = nil
+            sentChunks = []
+            releasedChunks = []
+        }
+        try await send(timeout: timeout)
+        guard let open = stream else { return 0 }
+        return try await open.finish()
     }
 
     private func takeKey() -> UInt64 {
@@ -130,9 +177,16 @@ public final class TrajectoryWriter {
         pendingSteps = []
     }
 
-    /// Drops chunks no future item can reach.
+    /// Drops chunks no future item can reach; those the stream carried are released on the
+    /// server with the next message.
     private func prune() {
         let keepFrom = stepCount - maxSequenceLength
-        chunks.removeAll { $0.start + $0.chunk.length <= keepFrom }
+        var i = 0
+        while i < chunks.count, chunks[i].start + chunks[i].chunk.length <= keepFrom {
+            let key = chunks[i].chunk.key
+            if sentChunks.remove(key) != nil { releasedChunks.append(key) }
+            i += 1
+        }
+        if i > 0 { chunks.removeFirst(i) }
     }
 }

@@ -15,16 +15,21 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     public let replay: ReplayServer
     /// Where `Checkpoint` writes; nil refuses `Checkpoint` with `failedPrecondition`.
     public let checkpointRoot: String?
+    /// Instruments updated on every insert and sample (nil: none).
+    public let metrics: ReplayMetrics?
 
-    /// A service over `replay`, checkpointing under `checkpointRoot` when given.
-    public init(replay: ReplayServer, checkpointRoot: String? = nil) {
+    /// A service over `replay`, checkpointing under `checkpointRoot` when given and
+    /// counting calls in `metrics` when given.
+    public init(replay: ReplayServer, checkpointRoot: String? = nil, metrics: ReplayMetrics? = nil) {
         self.replay = replay
         self.checkpointRoot = checkpointRoot
+        self.metrics = metrics
     }
 
     public func insert(request: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>,
                        context: ServerContext) async throws -> Loom_Replay_InsertResponse {
         let replay = self.replay
+        let metrics = self.metrics
         var cache: [UInt64: Chunk] = [:]
         var inserted: UInt64 = 0
         do throws(ReplayError) {
@@ -33,15 +38,18 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
                 let timeout = try wireTimeout(message.timeoutMs, "insert")
                 for c in message.chunks {
                     var columns: [Tensor] = []
+                    columns.reserveCapacity(c.columns.count)
                     for (i, col) in c.columns.enumerated() { columns.append(try col.tensor("chunk \(c.key) column \(i)")) }
                     cache[c.key] = try Chunk(key: c.key, columns: columns)
                 }
+                var items: [ReplayItem] = []
+                items.reserveCapacity(message.items.count)
                 for it in message.items {
                     var chunks: [Chunk] = []
                     for k in it.chunkKeys {
                         guard let c = cache[k] else {
                             throw ReplayError(.invalidArgument,
-                                              "item \(it.key) for table '\(it.table)': chunk \(k) was not sent on this stream (or was released); expected one of \(cache.keys.sorted())")
+                                              "item \(it.key) for table '\(it.table)': chunk \(k) was not sent on this stream (or was released); expected one of \(cache.keys.sorted().prefix(16))\(cache.count > 16 ? " ..." : "")")
                         }
                         chunks.append(c)
                     }
@@ -49,12 +57,30 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
                         throw ReplayError(.invalidArgument,
                                           "item \(it.key) for table '\(it.table)': offset \(it.offset) and length \(it.length) must be >= 0 (length 0 = to the end)")
                     }
-                    let item = ReplayItem(key: it.key, table: it.table, priority: it.priority, chunks: chunks,
-                                          offset: Int(it.offset), length: it.length == 0 ? nil : Int(it.length))
-                    try await runBlocking { () throws(ReplayError) in try replay.insert(item, timeout: timeout) }
-                    inserted += 1
+                    items.append(ReplayItem(key: it.key, table: it.table, priority: it.priority, chunks: chunks,
+                                            offset: Int(it.offset), length: it.length == 0 ? nil : Int(it.length)))
                 }
                 for k in message.releaseChunkKeys { cache[k] = nil }
+                guard !items.isEmpty else { continue }
+                // One hand-off to a blocking thread per message, not per item: the items of a
+                // message are inserted in order, each waiting for the rate limiter as needed.
+                let batch = items
+                let result = try await runBlocking { () throws(ReplayError) -> BatchOutcome in
+                    var done = 0
+                    let start = ContinuousClock.now
+                    for item in batch {
+                        do throws(ReplayError) {
+                            try replay.insert(item, timeout: timeout)
+                        } catch {
+                            return BatchOutcome(done: done, error: error, elapsed: ContinuousClock.now - start)
+                        }
+                        done += 1
+                    }
+                    return BatchOutcome(done: done, error: nil, elapsed: ContinuousClock.now - start)
+                }
+                inserted += UInt64(result.done)
+                metrics?.recordInserts(items: items.prefix(result.done), elapsed: result.elapsed)
+                if let error = result.error { throw error }
             }
         } catch {
             throw RPCError(error)
@@ -62,6 +88,13 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
         var response = Loom_Replay_InsertResponse()
         response.itemsInserted = inserted
         return response
+    }
+
+    /// How far one message's items got: `done` inserted, then `error` (if any).
+    private struct BatchOutcome: Sendable {
+        var done: Int
+        var error: ReplayError?
+        var elapsed: Duration
     }
 
     /// The next request message; a transport error is rethrown as is (it is already an
@@ -79,6 +112,7 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     public func sample(request: Loom_Replay_SampleRequest, response: RPCWriter<Loom_Replay_SampleResponse>,
                        context: ServerContext) async throws {
         let replay = self.replay
+        let metrics = self.metrics
         let table = request.table
         let count: Int
         let batch: Int
@@ -99,13 +133,20 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
             throw RPCError(error)
         }
         var remaining = count
-        while remaining > 0 {
+        // A client that stops reading cancels the call. gRPC reports that through
+        // `context.cancellation`, not by cancelling this task: without the check, a cancelled
+        // stream kept sampling and writing into the void (the bench's first b1 runs starved
+        // behind such streams). The blocking call itself is not interruptible; check between
+        // batches.
+        while remaining > 0 && !context.cancellation.isCancelled && !Task.isCancelled {
             let n = Swift.min(batch, remaining)
             let samples: [ReplaySample]
             do throws(ReplayError) {
+                let start = ContinuousClock.now
                 samples = try await runBlocking { () throws(ReplayError) in
                     try replay.sample(table: table, count: n, timeout: timeout)
                 }
+                metrics?.recordSamples(table: table, count: samples.count, elapsed: ContinuousClock.now - start)
             } catch {
                 throw RPCError(error)
             }

@@ -3,7 +3,8 @@ import GRPCNIOTransportHTTP2
 import ReplayStorage
 
 /// A running gRPC server for a `ReplayServer`: binds `host:port` (127.0.0.1 and a free
-/// port by default), optionally requires a bearer token, and serves until `shutdown()`.
+/// port by default), optionally requires a bearer token and TLS, counts calls in
+/// `metrics`, and serves until `shutdown()`.
 ///
 /// Usage: `let host = ReplayServiceHost(replay: server)`, run `try await host.serve()` in a
 /// task, read `try await host.port`, and call `host.shutdown()` to stop.
@@ -12,18 +13,35 @@ public final class ReplayServiceHost: Sendable {
     public let replay: ReplayServer
     /// The underlying grpc-swift server.
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
+    /// The instruments the service updates (nil when none were given).
+    public let metrics: ReplayMetrics?
+
+    /// Largest message accepted or sent (256 MiB): a batch of 256 frames of 84x84x4 bytes is
+    /// 7 MiB, over gRPC's 4 MiB default.
+    public static let maxMessageBytes = 256 << 20
 
     /// A server for `replay` on `host:port` (port 0 picks a free port); with a `token`,
     /// calls without `authorization: Bearer <token>` are refused; `checkpointRoot` enables
-    /// the `Checkpoint` RPC.
+    /// the `Checkpoint` RPC; `tls` serves TLS only (plaintext clients are refused);
+    /// `metrics` is updated on every insert and sample.
     public init(replay: ReplayServer, host: String = "127.0.0.1", port: Int = 0, token: String? = nil,
-                checkpointRoot: String? = nil) {
+                checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil, metrics: ReplayMetrics? = nil) {
         self.replay = replay
-        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext)
+        self.metrics = metrics
+        let config = HTTP2ServerTransport.Posix.Config.defaults { c in
+            c.rpc.maxRequestPayloadSize = Self.maxMessageBytes
+            // Larger frames and windows: fewer flow-control round trips for frame payloads.
+            c.http2.maxFrameSize = 1 << 20
+            c.http2.targetWindowSize = 16 << 20
+        }
+        let address: GRPCNIOTransportCore.SocketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+        let transport = HTTP2ServerTransport.Posix(address: address,
+                                                   transportSecurity: tls?.transportSecurity ?? .plaintext,
+                                                   config: config)
         var interceptors: [any ServerInterceptor] = []
         if let token { interceptors.append(BearerTokenInterceptor(token: token)) }
         server = GRPCServer(transport: transport,
-                            services: [ReplayGRPCService(replay: replay, checkpointRoot: checkpointRoot)],
+                            services: [ReplayGRPCService(replay: replay, checkpointRoot: checkpointRoot, metrics: metrics)],
                             interceptors: interceptors)
     }
 
@@ -34,10 +52,9 @@ public final class ReplayServiceHost: Sendable {
     public var port: Int {
         get async throws {
             let address = try await server.transport.listeningAddress
-            guard let ipv4 = address.ipv4 else {
-                throw RPCError(code: .internalError, message: "listening address \(address) is not IPv4")
-            }
-            return ipv4.port
+            if let ipv4 = address.ipv4 { return ipv4.port }
+            if let ipv6 = address.ipv6 { return ipv6.port }
+            throw RPCError(code: .internalError, message: "listening address \(address) is neither IPv4 nor IPv6")
         }
     }
 

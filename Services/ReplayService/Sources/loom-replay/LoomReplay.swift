@@ -4,13 +4,13 @@ import Foundation
 import ReplayService
 import ReplayStorage
 
-/// The `loom-replay` command: serves Loom replay tables over gRPC.
+/// The `loom-replay` command: serves Loom replay tables over gRPC and benchmarks them.
 @main
 struct LoomReplay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loom-replay",
         abstract: "Loom's replay service (Reverb-style tables over gRPC).",
-        subcommands: [Serve.self]
+        subcommands: [Serve.self, Bench.self, BenchWorker.self]
     )
 }
 
@@ -19,13 +19,13 @@ struct LoomReplay: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve replay tables until SIGTERM or SIGINT.")
 
-    @Option(help: "Table configs: a JSON file holding a list of TableConfig, or {\"tables\": [...]}.")
+    @Option(help: "Table configs: a .json, .yaml or .yml file holding a list of tables or {tables: [...]}.")
     var config: String
 
     @Option(help: "Port to listen on (0 picks a free one, printed at start).")
     var port: Int = 0
 
-    @Option(help: "Address to bind.")
+    @Option(help: "Address to bind (gRPC and metrics).")
     var host: String = "127.0.0.1"
 
     @Option(name: .customLong("checkpoint-dir"), help: "Checkpoint root: restored from at start, written by the Checkpoint RPC.")
@@ -37,13 +37,39 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("checkpoint-on-exit"), help: "Write a checkpoint before shutting down (needs --checkpoint-dir).")
     var checkpointOnExit = false
 
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://<host>:<port>/metrics (0 picks a free port, printed at start).")
+    var metricsPort: Int?
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve TLS only (needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port): expected 0...65535") }
+        if let m = metricsPort, !(0...65535).contains(m) { throw ValidationError("--metrics-port \(m): expected 0...65535") }
         if checkpointOnExit && checkpointDir == nil { throw ValidationError("--checkpoint-on-exit needs --checkpoint-dir") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together; expected both or neither") }
     }
 
     func run() async throws {
-        let tables = try loadTableConfigs(path: config)
+        let tables: [TableConfig]
+        do {
+            tables = try TableConfigFile.load(path: config)
+        } catch {
+            throw ValidationError("--config \(error.message)")
+        }
+        let tls: ReplayServerTLS?
+        if let tlsCert, let tlsKey {
+            do {
+                tls = try ReplayServerTLS(certificatePath: tlsCert, keyPath: tlsKey)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        } else {
+            tls = nil
+        }
         let replay: ReplayServer
         if let dir = checkpointDir {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -51,7 +77,10 @@ struct Serve: AsyncParsableCommand {
         } else {
             replay = try ReplayServer(tables: tables)
         }
-        let service = ReplayServiceHost(replay: replay, host: host, port: port, token: token, checkpointRoot: checkpointDir)
+        let metrics = metricsPort == nil ? nil : ReplayMetrics(replay: replay)
+        let service = ReplayServiceHost(replay: replay, host: host, port: port, token: token, checkpointRoot: checkpointDir,
+                                        tls: tls, metrics: metrics)
+        let endpoint = metrics.map { MetricsEndpoint(metrics: $0, host: host, port: metricsPort ?? 0) }
         let checkpointRoot = checkpointOnExit ? checkpointDir : nil
 
         let signalQueue = DispatchQueue(label: "loom-replay.signals")
@@ -78,32 +107,17 @@ struct Serve: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await service.serve() }
             let bound = try await service.port
-            FileHandle.standardOutput.write(Data("loom-replay: serving \(tables.map(\.name).joined(separator: ", ")) on \(host):\(bound)\n".utf8))
+            let mport = try await endpoint?.start()
+            // The serving line comes first: scripts read the gRPC port from the first line.
+            let security = tls == nil ? "plaintext" : "TLS"
+            FileHandle.standardOutput.write(Data("loom-replay: serving \(tables.map(\.name).joined(separator: ", ")) on \(host):\(bound) (\(security))\n".utf8))
+            if let mport {
+                FileHandle.standardOutput.write(Data("loom-replay: metrics on http://\(host):\(mport)/metrics\n".utf8))
+            }
             try await group.waitForAll()
         }
+        try? await endpoint?.stop()
         for s in sources { s.cancel() }
         FileHandle.standardOutput.write(Data("loom-replay: stopped\n".utf8))
     }
-}
-
-/// Reads table configs from a JSON file: either a list of `TableConfig` or an object with
-/// a `tables` list. Errors name the file and what was expected.
-func loadTableConfigs(path: String) throws -> [TableConfig] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ValidationError("--config \(path): cannot read the file")
-    }
-    struct Wrapped: Decodable { var tables: [TableConfig] }
-    let decoder = JSONDecoder()
-    let tables: [TableConfig]
-    if let list = try? decoder.decode([TableConfig].self, from: data) {
-        tables = list
-    } else {
-        do {
-            tables = try decoder.decode(Wrapped.self, from: data).tables
-        } catch {
-            throw ValidationError("--config \(path): expected JSON [TableConfig] or {\"tables\": [TableConfig]} (YAML is not supported yet): \(error)")
-        }
-    }
-    guard !tables.isEmpty else { throw ValidationError("--config \(path): expected at least one table, found none") }
-    return tables
 }

@@ -13,14 +13,17 @@ final class RunningService: Sendable {
     let port: Int
     private let task: Task<Void, any Error>
 
-    init(replay: ReplayServer, token: String? = nil, checkpointRoot: String? = nil) async throws {
-        let host = ReplayServiceHost(replay: replay, token: token, checkpointRoot: checkpointRoot)
+    init(replay: ReplayServer, token: String? = nil, checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil,
+         metrics: ReplayMetrics? = nil) async throws {
+        let host = ReplayServiceHost(replay: replay, token: token, checkpointRoot: checkpointRoot, tls: tls, metrics: metrics)
         self.host = host
         task = Task { try await host.serve() }
         port = try await host.port
     }
 
-    func client(token: String? = nil) throws -> ReplayClient { try ReplayClient(port: port, token: token) }
+    func client(token: String? = nil, tls: ReplayClientTLS? = nil, host: String = "127.0.0.1") throws -> ReplayClient {
+        try ReplayClient(host: host, port: port, token: token, tls: tls)
+    }
 
     func stop() async throws {
         host.shutdown()

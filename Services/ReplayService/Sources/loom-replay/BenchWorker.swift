@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import ReplayClient
+import ReplayService
+import ReplayStorage
+import Synchronization
+import TensorCore
+
+/// `loom-replay bench-worker`: one inserter or sampler process for the `ratio4` row.
+struct BenchWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-worker", abstract: "One inserter or sampler client for `bench` (ratio4 row).",
+        shouldDisplay: false)
+
+    @Option var port: Int
+    @Option var table: String
+    @Option var payload: String = "f32x100"
+    @Option var role: String
+    @Option var seconds: Double = 10
+
+    func run() async throws {
+        guard let payload = BenchPayload(name: payload) else { throw ValidationError("--payload \(self.payload): unknown") }
+        let client = try ReplayClient(port: port)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        switch role {
+        case "insert":
+            let steps = payload.stepPool(count: 64)
+            let writer = try TrajectoryWriter(client: client, chunkLength: 1, maxSequenceLength: 1, maxQueuedMessages: 8)
+            var rng = SplitMix(seed: 0xAB)
+            var i = 0
+            while clock.now < deadline {
+                for _ in 0..<payload.itemsPerMessage {
+                    try writer.append([steps[i % steps.count]])
+                    try writer.createItem(table: table, priority: rng.nextPriority(), numSteps: 1)
+                    i += 1
+                }
+                try await writer.send(timeout: .seconds(30))
+            }
+            _ = try? await writer.flush(timeout: .seconds(2))
+        case "sample":
+            let sampler = try ReplaySampler(client: client, table: table, batchSize: 64, timeout: .seconds(30))
+            try await sampler.stream(workers: 2) { _ in clock.now < deadline }
+        default:
+            throw ValidationError("--role \(role): expected insert or sample")
+        }
+        await client.close()
+    }
+}
