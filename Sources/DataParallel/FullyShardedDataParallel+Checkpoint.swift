@@ -132,7 +132,7 @@ extension FullyShardedDataParallel {
         let local = optimizer.stateDict()
         var out: [String: Tensor] = [:]
         out[OptimizerState.stepKey] = local[OptimizerState.stepKey]
-        let slotNames = local.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
+        let slotNames = FullOptimizerState.slotNames(local)
         for slot in slotNames {
             let mine = local["0.\(slot)"]!.contiguous()
             for (u, unit) in plan.units.enumerated() {
@@ -166,24 +166,9 @@ extension FullyShardedDataParallel {
         let current = optimizer.stateDict()
         var shardDict: [String: Tensor] = [:]
         if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
-        let slotNames = current.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
-        let known = Set(slotNames.flatMap { slot in parameters.indices.map { OptimizerState.key(param: $0, slot: slot) } } + [OptimizerState.stepKey])
-        if let extra = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
-            throw DataParallelError("rank \(rank): FSDP: optimizer state key '\(extra)' is not a state of this model's optimizer (expected slots \(slotNames) for \(parameters.count) parameters)")
-        }
-        // Every rank checks every key (not only its pieces), so all ranks accept or reject alike.
-        for slot in slotNames {
-            for i in parameters.indices {
-                let key = OptimizerState.key(param: i, slot: slot)
-                let want = parameters[i].value
-                guard let t = dictionary[key] else {
-                    throw DataParallelError("rank \(rank): FSDP: optimizer state has no key '\(key)' (slot '\(slot)' of parameter '\(parameterNames[i])')")
-                }
-                guard t.shape == want.shape, t.dtype == dtype else {
-                    throw DataParallelError("rank \(rank): FSDP: optimizer state key '\(key)' (parameter '\(parameterNames[i])'): expected \(shapeString(want.shape)) \(dtype), found \(shapeString(t.shape)) \(t.dtype)")
-                }
-            }
-        }
+        let slotNames = FullOptimizerState.slotNames(current)
+        try FullOptimizerState.validate(dictionary, slots: slotNames, names: parameterNames, shapes: parameters.map(\.value.shape),
+                                        dtype: dtype, who: "rank \(rank): FSDP")
         for slot in slotNames {
             let shard = Memory.withTag(.optimizerState) { Tensor.zeros([localShard.count], dtype: dtype) }
             for (u, unit) in plan.units.enumerated() {

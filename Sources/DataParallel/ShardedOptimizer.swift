@@ -319,7 +319,7 @@ public final class ShardedOptimizer: @unchecked Sendable {
         let local = optimizer.stateDict()
         var out: [String: Tensor] = [:]
         out[OptimizerState.stepKey] = local[OptimizerState.stepKey]
-        let slotNames = local.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
+        let slotNames = FullOptimizerState.slotNames(local)
         for slot in slotNames {
             let mine = local["0.\(slot)"]!.contiguous()
             let full = Memory.withTag(.workspace) { Tensor.zeros([shardMap.total], dtype: dtype) }
@@ -342,30 +342,21 @@ public final class ShardedOptimizer: @unchecked Sendable {
     /// `fullStateDict()` or by an unsharded `Optimizer` over the same parameters, e.g. a
     /// DDP run's checkpoint). Not collective: each rank cuts out its own pieces.
     ///
-    /// Throws, changing nothing, when a key is missing or a shape or dtype differs (the
-    /// error names the key and parameter, the expected and the found value).
+    /// Throws, changing nothing, when a key is missing or unexpected, or a shape or dtype
+    /// differs (the error names the key and parameter, the expected and the found value).
     public func loadFullStateDict(_ dictionary: [String: Tensor]) throws(DataParallelError) {
         lock.lock(); defer { lock.unlock() }
         let rank = group.rank, w = dtype.byteSize
         let current = optimizer.stateDict()
         var shardDict: [String: Tensor] = [:]
         if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
-        let slotNames = current.keys.filter { $0.hasPrefix("0.") }.map { String($0.dropFirst(2)) }.sorted()
-        let known = Set(slotNames.flatMap { slot in parameters.indices.map { OptimizerState.key(param: $0, slot: slot) } } + [OptimizerState.stepKey])
-        if let extra = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
-            throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state key '\(extra)' is not a state of this model's optimizer (expected slots \(slotNames) for \(parameters.count) parameters)")
-        }
+        let slotNames = FullOptimizerState.slotNames(current)
+        try FullOptimizerState.validate(dictionary, slots: slotNames, names: parameterNames, shapes: parameters.map(\.value.shape),
+                                        dtype: dtype, who: "rank \(rank): ShardedOptimizer")
         for slot in slotNames {
-            var shard = Memory.withTag(.optimizerState) { Tensor.zeros([shardMap.counts[rank]], dtype: dtype) }
+            let shard = Memory.withTag(.optimizerState) { Tensor.zeros([shardMap.counts[rank]], dtype: dtype) }
             for piece in shardMap.pieces(of: rank) where !piece.elements.isEmpty {
-                let key = OptimizerState.key(param: piece.parameter, slot: slot)
-                let name = parameterNames[piece.parameter], want = parameters[piece.parameter].value
-                guard let t = dictionary[key] else {
-                    throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state has no key '\(key)' (slot '\(slot)' of parameter '\(name)')")
-                }
-                guard t.shape == want.shape, t.dtype == dtype else {
-                    throw DataParallelError("rank \(rank): ShardedOptimizer: optimizer state key '\(key)' (parameter '\(name)'): expected \(shapeString(want.shape)) \(dtype), found \(shapeString(t.shape)) \(t.dtype)")
-                }
+                let t = dictionary[OptimizerState.key(param: piece.parameter, slot: slot)]!
                 let src = t.contiguous()
                 (shard.storageBlock.pointer + piece.shardOffset * w)
                     .copyMemory(from: src.storageBlock.pointer + (src.offset + piece.elements.lowerBound) * w, byteCount: piece.elements.count * w)

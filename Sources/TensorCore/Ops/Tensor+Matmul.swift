@@ -60,10 +60,7 @@ extension Tensor {
         }
         let out = Tensor(uninitializedShape: batchShape + [m, n], dtype: a.dtype)
         var A = a, B = b
-        if blasOperand(rows: m, cols: k, rowStride: A.strides[A.rank - 2], colStride: A.strides[A.rank - 1]) == nil { A = A.contiguousCopy() }
-        if blasOperand(rows: k, cols: n, rowStride: B.strides[B.rank - 2], colStride: B.strides[B.rank - 1]) == nil { B = B.contiguousCopy() }
-        let aOp = blasOperand(rows: m, cols: k, rowStride: A.strides[A.rank - 2], colStride: A.strides[A.rank - 1])!
-        let bOp = blasOperand(rows: k, cols: n, rowStride: B.strides[B.rank - 2], colStride: B.strides[B.rank - 1])!
+        let aOp = A.asBlasOperand(rows: m, cols: k), bOp = B.asBlasOperand(rows: k, cols: n)
         let aBatchStrides = A.broadcastStrides(to: batchShape + [m, k]).dropLast(2)
         let bBatchStrides = B.broadcastStrides(to: batchShape + [k, n]).dropLast(2)
         func run<T: KernelFloat>(_: T.Type) {
@@ -97,16 +94,21 @@ extension Tensor {
         c.makeUniqueDense()
         if m == 0 || n == 0 || k == 0 { return }
         var A = a, B = b
-        if blasOperand(rows: m, cols: k, rowStride: A.strides[0], colStride: A.strides[1]) == nil { A = A.contiguousCopy() }
-        if blasOperand(rows: k, cols: n, rowStride: B.strides[0], colStride: B.strides[1]) == nil { B = B.contiguousCopy() }
-        let aOp = blasOperand(rows: m, cols: k, rowStride: A.strides[0], colStride: A.strides[1])!
-        let bOp = blasOperand(rows: k, cols: n, rowStride: B.strides[0], colStride: B.strides[1])!
+        let aOp = A.asBlasOperand(rows: m, cols: k), bOp = B.asBlasOperand(rows: k, cols: n)
         func run<T: KernelFloat>(_: T.Type) {
             T.gemm(m: m, n: n, k: k, alpha: 1, a: A.storage.pointer.assumingMemoryBound(to: T.self) + A.offset, aOp: aOp,
                    b: B.storage.pointer.assumingMemoryBound(to: T.self) + B.offset, bOp: bOp, beta: 1,
                    c: c.storage.pointer.assumingMemoryBound(to: T.self), ldc: n)
         }
         if c.dtype == .float32 { run(Float.self) } else { run(Double.self) }
+    }
+
+    /// How BLAS reads this tensor's last two dims as a `rows x cols` matrix (as is, or
+    /// transposed); a layout BLAS cannot read is first replaced by a contiguous copy.
+    mutating func asBlasOperand(rows: Int, cols: Int) -> BlasOperand {
+        if let op = blasOperand(rows: rows, cols: cols, rowStride: strides[rank - 2], colStride: strides[rank - 1]) { return op }
+        self = contiguousCopy()
+        return blasOperand(rows: rows, cols: cols, rowStride: strides[rank - 2], colStride: strides[rank - 1])!
     }
 
     /// Batched matrix product of two 3-D tensors [b, m, k] x [b, k, n].
