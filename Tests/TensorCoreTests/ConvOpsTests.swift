@@ -1,5 +1,6 @@
 import XCTest
 import TensorCore
+import TensorKernels
 
 /// Direct-loop conv2d over row-major Double arrays (the oracle for the op tests).
 private func directConv2d(_ x: [Double], _ xs: [Int], _ w: [Double], _ ws: [Int], _ b: [Double]?,
@@ -249,6 +250,42 @@ final class ConvOpsTests: XCTestCase {
             XCTAssertEqual(g16[0].dtype, dtype)
             assertAllClose(g16[0].doubles(), g32[0].doubles(), tol: tol, "input grad \(dtype)")
             assertAllClose(g16[1].doubles(), g32[1].doubles(), tol: 4 * tol, "weight grad \(dtype)")
+        }
+    }
+    /// Half conv2d under a small workspace budget runs chunk by chunk (one image at a time
+    /// here): the same values as the whole-batch call up to Float32 rounding of the weight
+    /// gradient's grouping, and a lower peak (no whole-batch Float32 copies).
+    func testHalfConvChunkedEqualsWholeBatchWithLessMemory() {
+        let saved = Conv2dPlan.budgetBytes
+        defer { Conv2dPlan.budgetBytes = saved }
+        let x32 = Tensor.randn([6, 8, 10, 10], generator: Generator(seed: 21))
+        let w32 = Tensor.randn([8, 8, 3, 3], std: 0.2, generator: Generator(seed: 22))
+        let b32 = Tensor.randn([8], generator: Generator(seed: 23))
+        for dtype in [DType.float16, .bfloat16] {
+            let x = x32.to(dtype), w = w32.to(dtype), b = b32.to(dtype)
+            let gOut = Tensor.randn([6, 8, 10, 10], generator: Generator(seed: 24)).to(dtype)
+            func run(budget: Int) -> (y: Tensor, gx: Tensor, gw: Tensor, gb: Tensor, peak: Int) {
+                Conv2dPlan.budgetBytes = budget
+                Memory.resetPeak()
+                let start = Memory.stats().current
+                let (y, g) = valueAndGrad(of: [x, w, b]) { t in (t[0].conv2d(t[1], bias: t[2], padding: (1, 1)) * gOut).sum() }
+                let peak = Memory.stats().peak - start
+                let yy = x.conv2d(w, bias: b, padding: (1, 1))
+                _ = y
+                return (yy, g[0], g[1], g[2], peak)
+            }
+            let whole = run(budget: 64 << 20)
+            let chunked = run(budget: 1)  // one image per chunk
+            XCTAssertEqual(chunked.y.dtype, dtype)
+            XCTAssertEqual(chunked.gx.dtype, dtype)
+            // Forward and input gradient: each element is one Float32 sum rounded once.
+            let ulp = dtype == .float16 ? 1e-3 : 8e-3
+            assertAllClose(chunked.y.doubles(), whole.y.doubles(), tol: ulp, "forward \(dtype)")
+            assertAllClose(chunked.gx.doubles(), whole.gx.doubles(), tol: ulp, "input grad \(dtype)")
+            assertAllClose(chunked.gw.doubles(), whole.gw.doubles(), tol: 4 * ulp, "weight grad \(dtype)")
+            assertAllClose(chunked.gb.doubles(), whole.gb.doubles(), tol: 4 * ulp, "bias grad \(dtype)")
+            // Whole-batch Float32 copies of x, g and gx are 3 x 6 x 3.2 KB = 57.6 KB more.
+            XCTAssertLessThan(chunked.peak + 40_000, whole.peak, "chunked peak \(chunked.peak) B vs whole-batch \(whole.peak) B (\(dtype))")
         }
     }
 }

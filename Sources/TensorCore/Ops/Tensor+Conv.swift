@@ -145,10 +145,7 @@ extension Tensor {
 
     /// conv2d forward, no autograd.
     static func conv2dRaw(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ p: Conv2dParams, outShape: [Int]) -> Tensor {
-        if x.dtype.isReducedPrecision {
-            return conv2dRaw(x.to(.float32).detached(), w.to(.float32).detached(), b?.to(.float32).detached(), p,
-                             outShape: outShape).to(x.dtype).detached()
-        }
+        if x.dtype.isReducedPrecision { return conv2dHalfRaw(x, w, b, p, outShape: outShape) }
         let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
         let X = x.denseForKernel(), W = w.denseForKernel(), B = b?.denseForKernel()
         let geometry = p.geometry(input: x.shape, weight: w.shape)
@@ -168,10 +165,8 @@ extension Tensor {
     static func conv2dBackwardRaw(_ x: Tensor, _ w: Tensor, _ g: Tensor, inputShape: [Int], weightShape: [Int], _ p: Conv2dParams,
                                   needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?) {
         if g.dtype.isReducedPrecision {
-            let (gx, gw) = conv2dBackwardRaw(x.to(.float32).detached(), w.to(.float32).detached(), g.to(.float32).detached(),
-                                             inputShape: inputShape, weightShape: weightShape, p,
-                                             needInput: needInput, needWeight: needWeight)
-            return (gx?.to(g.dtype).detached(), gw?.to(g.dtype).detached())
+            return conv2dBackwardHalfRaw(x, w, g, inputShape: inputShape, weightShape: weightShape, p,
+                                         needInput: needInput, needWeight: needWeight)
         }
         let gx = needInput ? Tensor(uninitializedShape: inputShape, dtype: g.dtype) : nil
         let gw = needWeight ? Tensor(uninitializedShape: weightShape, dtype: g.dtype) : nil
@@ -190,6 +185,93 @@ extension Tensor {
         if g.dtype == .float32 { run(Float.self) } else { run(Double.self) }
         withExtendedLifetime((G, X, W, ws)) {}
         return (gx, gw)
+    }
+}
+
+// MARK: - Half precision, chunked
+
+extension Tensor {
+    /// Images per chunk of a Float16/BFloat16 conv2d call whose Float32 copies take
+    /// `floatsPerImage` elements an image: as many as fit the conv workspace budget
+    /// (`Conv2dPlan.budgetBytes`, `loom train --workspace-limit`), at least one.
+    static func halfConvChunk(batch: Int, floatsPerImage: Int) -> Int {
+        Swift.max(1, Swift.min(batch, Conv2dPlan.budgetBytes / Swift.max(1, floatsPerImage * 4)))
+    }
+
+    /// Writes the Float32 tensor `src` (contiguous) rounded to `dtype` at element `at` of
+    /// the contiguous half tensor `dst`.
+    static func storeRounded(_ src: Tensor, into dst: Tensor, at: Int) {
+        let s = src.isContiguous ? src : src.contiguousCopy()
+        let from = UnsafePointer(s.storage.pointer.assumingMemoryBound(to: Float.self) + s.offset)
+        switch dst.dtype {
+        case .float16:
+            convertFloatToHalf(from, dst.storage.pointer.assumingMemoryBound(to: Float16.self) + dst.offset + at, count: s.count)
+        case .bfloat16:
+            convertFloatToBFloat16(from, dst.storage.pointer.assumingMemoryBound(to: BFloat16.self) + dst.offset + at, count: s.count)
+        default:
+            preconditionFailure("storeRounded: expected a Float16 or BFloat16 destination, got \(dst.dtype)")
+        }
+        withExtendedLifetime(s) {}
+    }
+
+    /// conv2d of a Float16/BFloat16 input, computed in Float32 (this CPU has no half GEMM)
+    /// one chunk of images at a time: only a chunk's input and output exist in Float32 at
+    /// once (`halfConvChunk`), so the Float32 copies follow the workspace budget instead of
+    /// being whole-batch sized. Each output element is the same Float32 sum as in an
+    /// unchunked call, rounded once.
+    static func conv2dHalfRaw(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ p: Conv2dParams, outShape: [Int]) -> Tensor {
+        let half = x.dtype, n = x.shape[0]
+        let w32 = w.to(.float32).detached(), b32 = b?.to(.float32).detached()
+        let outPer = outShape.dropFirst().reduce(1, *), inPer = x.shape.dropFirst().reduce(1, *)
+        let step = halfConvChunk(batch: n, floatsPerImage: inPer + outPer)
+        if step >= n {
+            return conv2dRaw(x.to(.float32).detached(), w32, b32, p, outShape: outShape).to(half).detached()
+        }
+        let out = Tensor(uninitializedShape: outShape, dtype: half)
+        var i = 0
+        while i < n {
+            let m = Swift.min(step, n - i)
+            let xs = x.narrowed(dim: 0, start: i, length: m).detached().to(.float32)
+            let ys = conv2dRaw(xs, w32, b32, p, outShape: [m] + outShape.dropFirst())
+            storeRounded(ys, into: out, at: i * outPer)
+            i += m
+        }
+        return out
+    }
+
+    /// Gradients of a Float16/BFloat16 conv2d, computed in Float32 one chunk of images at a
+    /// time (see `conv2dHalfRaw`): the input gradient is rounded chunk by chunk; the weight
+    /// gradient is summed over the chunks in Float32 and rounded once. (Chunked, the weight
+    /// gradient's sum over images is grouped per chunk: equal to the unchunked one up to
+    /// Float32 rounding.)
+    static func conv2dBackwardHalfRaw(_ x: Tensor, _ w: Tensor, _ g: Tensor, inputShape: [Int], weightShape: [Int],
+                                      _ p: Conv2dParams, needInput: Bool, needWeight: Bool) -> (Tensor?, Tensor?) {
+        let half = g.dtype, n = inputShape[0]
+        let w32 = needInput ? w.to(.float32).detached() : w
+        let inPer = inputShape.dropFirst().reduce(1, *), outPer = g.shape.dropFirst().reduce(1, *)
+        let step = halfConvChunk(batch: n, floatsPerImage: (needWeight ? inPer : 0) + outPer + (needInput ? inPer : 0))
+        if step >= n {
+            let (gx, gw) = conv2dBackwardRaw(needWeight ? x.to(.float32).detached() : x, w32, g.to(.float32).detached(),
+                                             inputShape: inputShape, weightShape: weightShape, p,
+                                             needInput: needInput, needWeight: needWeight)
+            return (gx?.to(half).detached(), gw?.to(half).detached())
+        }
+        let gx = needInput ? Tensor(uninitializedShape: inputShape, dtype: half) : nil
+        var gw: Tensor? = nil
+        var i = 0
+        while i < n {
+            let m = Swift.min(step, n - i)
+            let xs = needWeight ? x.narrowed(dim: 0, start: i, length: m).detached().to(.float32) : x
+            let gs = g.narrowed(dim: 0, start: i, length: m).detached().to(.float32)
+            let (gxs, gws) = conv2dBackwardRaw(xs, w32, gs, inputShape: [m] + inputShape.dropFirst(), weightShape: weightShape, p,
+                                               needInput: needInput, needWeight: needWeight)
+            if let gx, let gxs { storeRounded(gxs, into: gx, at: i * inPer) }
+            if let gws {
+                if gw == nil { gw = gws } else { gw = noGrad { gw! + gws } }
+            }
+            i += m
+        }
+        return (gx, gw?.to(half).detached())
     }
 }
 
