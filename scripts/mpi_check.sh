@@ -52,5 +52,26 @@ diff = abs(straight["test_loss"] - resumed["test_loss"])
 print(f"test loss after 2 epochs: straight {straight['test_loss']:.6f}, resumed at 3 ranks {resumed['test_loss']:.6f}, |diff| {diff:.2e}")
 sys.exit(0 if diff < 1e-3 and straight["epoch"] == resumed["epoch"] == 2 else 1)
 PY
+    echo "== train --data-parallel --zero-stage 3 (FSDP): np 2 vs one process; 1 epoch on 3 ranks + --resume on 2 =="
+    timeout 600 "$LOOM" launch -np 2 -- train --data-parallel --zero-stage 3 "${common[@]}" --output "$out/fsdp" > "$out/fsdp.log"
+    grep -q "ZeRO stage 3:" "$out/fsdp.log"
+    python3 - "$out/fsdp/metrics.jsonl" "$out/one/metrics.jsonl" <<'PY'
+import json, sys
+dp, one = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+diff = abs(dp["test_loss"] - one["test_loss"])
+print(f"test loss: stage 3 on 2 ranks {dp['test_loss']:.6f}, one process {one['test_loss']:.6f}, |diff| {diff:.2e}")
+sys.exit(0 if diff < 1e-3 else 1)
+PY
+    # Its checkpoint holds the full model and optimizer state: resume at another world size.
+    zero3=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --data-parallel --zero-stage 3)
+    timeout 600 "$LOOM" launch -np 3 -- train "${zero3[@]}" --epochs 1 --output "$out/z3" > "$out/z31.log"
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero3[@]}" --epochs 2 --output "$out/z3" --resume > "$out/z32.log"
+    python3 - "$out/z2/metrics.jsonl" "$out/z3/metrics.jsonl" <<'PY'
+import json, sys
+straight, resumed = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+diff = abs(straight["test_loss"] - resumed["test_loss"])
+print(f"test loss after 2 epochs: stage 1 straight {straight['test_loss']:.6f}, stage 3 (3 ranks, resumed on 2) {resumed['test_loss']:.6f}, |diff| {diff:.2e}")
+sys.exit(0 if diff < 1e-3 and straight["epoch"] == resumed["epoch"] == 2 else 1)
+PY
     rm -rf "$out"
 fi

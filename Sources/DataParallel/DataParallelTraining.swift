@@ -78,4 +78,48 @@ public enum DataParallelTraining {
         if rank != 0 { trainer.quiet = true }
         return sharded
     }
+    /// Attaches `trainer` to `group` with fully sharded data parallelism (ZeRO stage 3,
+    /// `FullyShardedDataParallel`): parameters, gradients and optimizer state are all
+    /// sharded; each unit's parameters are gathered around its forward and backward by
+    /// the model's forward hooks, so the trainer's own forward and evaluation run on the
+    /// sharded model unchanged. The update rule must be elementwise (no `--clip-norm`),
+    /// and mixed precision is not supported here (the loss scaler reads whole-model
+    /// gradients, which stage 3 frees unit by unit).
+    ///
+    /// Checkpoints hold the full model and the whole optimizer state (gathered, unsharded
+    /// formats), so a run resumes at another world size, under DDP or in one process.
+    @discardableResult
+    public static func attachFullySharded(_ trainer: Trainer, group: any ProcessGroup, units: FSDPUnitPolicy = .perLayer,
+                                          collective: CollectiveOptions = .native) throws(DataParallelError) -> FullyShardedDataParallel {
+        let rank = group.rank, size = group.size
+        guard trainer.precision.policy == nil else {
+            throw DataParallelError("rank \(rank): ZeRO stage 3 with --precision \(trainer.config.precision ?? "?"): not supported (dynamic loss scaling checks the whole model's gradients, which stage 3 frees unit by unit); use stage 1 or 2, or fp32")
+        }
+        guard trainer.optimizer.transformation.isElementwise else {
+            throw DataParallelError("rank \(rank): the sharded update applies the optimizer to a 1/\(size) shard, so the rule must be elementwise (SGD, momentum, Adam, AdamW); global-norm clipping (--clip-norm) is not")
+        }
+        let fsdp = try FullyShardedDataParallel(trainer.model, group: group, transformation: trainer.optimizer.transformation,
+                                                units: units, collective: collective)
+        trainer.dropOptimizerState()
+        trainer.distributed = DistributedStep(
+            rank: rank, size: size,
+            shard: { n in (BatchShard.range(rank: rank, batch: n, size: size), BatchShard.lossScale(rank: rank, batch: n, size: size)) },
+            withoutSync: { body in try body() },
+            afterBackward: {},
+            optimizerStep: { try fsdp.step() },
+            sumOverRanks: { values in
+                var v = values
+                try v.withUnsafeMutableBufferPointer { try group.allReduce(CollectiveBuffer($0), op: .sum) }
+                return v
+            })
+        trainer.distributed?.learningRate = { fsdp.optimizer.learningRate }
+        trainer.distributed?.stepCount = { fsdp.stepCount }
+        trainer.distributed?.optimizerStateDict = { try fsdp.fullStateDict() }
+        trainer.distributed?.loadOptimizerStateDict = { try fsdp.loadFullStateDict($0) }
+        trainer.distributed?.modelStateDict = { try fsdp.fullParameterStateDict() }
+        trainer.distributed?.loadModelStateDict = { try fsdp.loadFullParameterStateDict($0) }
+        trainer.distributed?.stepWithoutData = { fsdp.participateWithoutData() }
+        if rank != 0 { trainer.quiet = true }
+        return fsdp
+    }
 }

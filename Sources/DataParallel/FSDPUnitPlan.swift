@@ -4,20 +4,22 @@ import TensorCore
 /// Which modules become the units of `FullyShardedDataParallel`: the granularity at
 /// which full parameters are gathered (before a unit's forward and backward) and freed.
 ///
-/// A unit must be a module that FSDP can call itself: the model, or a module reached from
-/// it through `Sequential`s only (Loom's `Module` has no forward hooks, so FSDP runs a
-/// Sequential's layers one by one and gathers around the units among them). Smaller
-/// units lower the peak (about one or two units' parameters are full at a time) at the
-/// price of more, smaller collectives.
+/// A unit can be any module of the model: FSDP gathers its parameters in a forward
+/// pre-hook and frees them in a forward hook (`Module.registerForwardPreHook`), so units
+/// work inside custom containers (a zoo model holding two Sequentials, a residual block).
+/// Smaller units lower the peak (about one or two units' parameters are full at a time)
+/// at the price of more, smaller collectives. A module called twice in one forward must
+/// sit inside one unit (it is freed after its first call).
 public enum FSDPUnitPolicy: Sendable, Equatable {
-    /// The default: every module with parameters that is not a `Sequential`, found by
-    /// descending through nested `Sequential`s from the model (so `features.0`,
-    /// `features.3`, `classifier.1`, ... of an AlexNet-like model; a residual block is one
-    /// unit). A model that is not a `Sequential` is one unit. Layers without parameters
-    /// (activations, pooling) belong to no unit and run as they are.
+    /// The default: the modules that hold parameters themselves (Conv2d, Linear,
+    /// BatchNorm, ...), found by descending from the model through every module that
+    /// holds none of its own (Sequentials, a model's containers, residual blocks). A
+    /// Sequential with a checkpoint plan is not descended into: it is one unit (its
+    /// segments are recomputed in backward, inside the unit's gathered window). Layers
+    /// without parameters (activations, pooling) belong to no unit and run as they are.
     case perLayer
-    /// Each top-level layer with parameters of a `Sequential` model (a nested Sequential
-    /// is one unit); the whole model if it is not a Sequential.
+    /// The model's direct children that have parameters (the whole model when it holds
+    /// parameters of its own).
     case topLevel
     /// The whole model as one unit (ZeRO-3 memory between steps, full parameters during
     /// forward and backward).
@@ -73,10 +75,10 @@ public struct FSDPUnitPlan: Equatable, Sendable, CustomStringConvertible {
         self.parameterNames = parameterNames
     }
 
-    /// The plan `policy` gives for `model`. Throws when a named module does not exist or
-    /// cannot be driven (it is not reached through Sequentials only), when a Sequential on
-    /// the way has a checkpoint plan (recomputation in backward would read released
-    /// parameters), or when a parameter falls in no unit or in two.
+    /// The plan `policy` gives for `model`. Throws when a named module does not exist, is
+    /// inside a Sequential with a checkpoint plan (its recomputation in backward would run
+    /// outside the unit's gathered window), when units nest, or when a parameter falls in
+    /// no unit or in two.
     public init(_ model: Module, policy: FSDPUnitPolicy = .perLayer) throws(DataParallelError) {
         let (names, params) = uniqueParameters(model)
         var index: [ObjectIdentifier: Int] = [:]
@@ -100,13 +102,14 @@ public struct FSDPUnitPlan: Equatable, Sendable, CustomStringConvertible {
         try self.init(units: units, parameterNames: names)
     }
 
-    /// Unit modules for a policy, in forward order, with their dotted names.
+    /// Unit modules for a policy, in forward (registration) order, with their dotted names.
     static func unitModules(_ model: Module, policy: FSDPUnitPolicy) -> Result<[(String, Module)], DataParallelError> {
         func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : "\(a).\(b)" }
         func hasParameters(_ m: Module) -> Bool { !m.namedParameters().isEmpty }
+        func isCheckpointed(_ m: Module) -> Bool { (m as? Sequential)?.checkpointPlan != nil }
         func leaves(_ m: Module, _ name: String) -> [(String, Module)] {
-            if let s = m as? Sequential, s.checkpointPlan == nil {
-                return s.namedChildren().flatMap { leaves($0.1, join(name, $0.0)) }
+            if m.ownParameters().isEmpty && !isCheckpointed(m) {
+                return m.namedChildren().flatMap { leaves($0.1, join(name, $0.0)) }
             }
             return hasParameters(m) ? [(name, m)] : []
         }
@@ -116,8 +119,8 @@ public struct FSDPUnitPlan: Equatable, Sendable, CustomStringConvertible {
         case .perLayer:
             return .success(leaves(model, ""))
         case .topLevel:
-            guard let s = model as? Sequential, s.checkpointPlan == nil else { return .success([("", model)]) }
-            return .success(s.namedChildren().filter { hasParameters($0.1) })
+            guard model.ownParameters().isEmpty, !isCheckpointed(model) else { return .success([("", model)]) }
+            return .success(model.namedChildren().filter { hasParameters($0.1) })
         case .modules(let wanted):
             let all = Dictionary(model.namedModules(), uniquingKeysWith: { a, _ in a })
             var out: [(String, Module)] = []
@@ -125,23 +128,16 @@ public struct FSDPUnitPlan: Equatable, Sendable, CustomStringConvertible {
                 guard let m = all[name] else {
                     return .failure(DataParallelError("FSDP unit plan: no module named '\(name)' (modules: \(model.namedModules().map { "'\($0.0)'" }.prefix(12).joined(separator: ", "))...)"))
                 }
-                // Every proper ancestor must be a Sequential without a checkpoint plan.
-                let parts = name.split(separator: ".").map(String.init)
+                // No proper ancestor may be a Sequential with a checkpoint plan.
                 var path = ""
-                for part in parts.dropLast() {
-                    guard let s = all[path] as? Sequential, s.checkpointPlan == nil else {
-                        return .failure(DataParallelError("FSDP unit plan: module '\(name)' is inside '\(path.isEmpty ? "(model)" : path)', which is not a Sequential (or has a checkpoint plan); FSDP can only run units it reaches through Sequentials"))
+                for part in name.split(separator: ".").map(String.init) {
+                    if let s = all[path], isCheckpointed(s) {
+                        return .failure(DataParallelError("FSDP unit plan: module '\(name)' is inside '\(path.isEmpty ? "(model)" : path)', a Sequential with a checkpoint plan; its recomputation in backward would run outside the unit's gathered window (make the checkpointed Sequential, or a module around it, the unit)"))
                     }
                     path = join(path, part)
                 }
-                if !name.isEmpty {
-                    guard let s = all[path] as? Sequential, s.checkpointPlan == nil else {
-                        return .failure(DataParallelError("FSDP unit plan: module '\(name)' is inside '\(path.isEmpty ? "(model)" : path)', which is not a Sequential (or has a checkpoint plan); FSDP can only run units it reaches through Sequentials"))
-                    }
-                }
                 out.append((name, m))
             }
-            // Forward order = registration order of the modules.
             let order = Dictionary(model.namedModules().enumerated().map { ($0.element.0, $0.offset) }, uniquingKeysWith: { a, _ in a })
             out.sort { order[$0.0]! < order[$1.0]! }
             for (a, b) in zip(out, out.dropFirst()) where b.0.hasPrefix(a.0.isEmpty ? "" : a.0 + ".") || a.0.isEmpty {

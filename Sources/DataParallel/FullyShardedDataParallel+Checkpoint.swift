@@ -95,7 +95,9 @@ extension FullyShardedDataParallel {
     /// With `writeback`, changes `body` makes to the parameters are kept (each rank copies
     /// its pieces back); otherwise they are discarded.
     ///
-    /// Collective. Do not call the wrapper's forward or backward inside `body`.
+    /// Collective. Inside `body` the units' forward hooks are suspended (the model runs
+    /// on the gathered parameters as an ordinary model); do not call the wrapper's forward
+    /// or run a backward through the model inside `body`.
     public func withFullParameters<R>(writeback: Bool = false, _ body: () throws -> R) throws -> R {
         var gatheredHere: [Int] = []
         defer { for u in gatheredHere { release(u) } }
@@ -103,7 +105,9 @@ extension FullyShardedDataParallel {
             try gather(u, phase: "withFullParameters")
             gatheredHere.append(u)
         }
-        let result = try body()
+        suspendForwardHooks = true
+        let result: R
+        do { defer { suspendForwardHooks = false }; result = try body() }
         if writeback {
             let rank = group.rank, w = dtype.byteSize
             var shard = localShard

@@ -15,10 +15,13 @@ import TensorCore
 /// through nested Sequentials). Each unit's parameters are flattened (registration order)
 /// and split over the ranks by a `ShardMap` of their own; this rank's pieces of every unit,
 /// concatenated, form one flat tensor (`.parameters`, about 4Ψ/N bytes for float32).
-/// - **Forward** (`callAsFunction`): for each unit, the parameters' storages are
-///   re-materialised (`TensorStorage.rematerialize()`, the same storage objects, fresh
-///   bytes) and filled by an all-gather; the unit runs; the bytes are released again
-///   (`releaseBytes`). A tensor hook is registered on the unit's output.
+/// - **Forward**: a forward pre-hook on each unit module re-materialises the unit's
+///   parameter storages (`TensorStorage.rematerialize()`, the same storage objects,
+///   fresh bytes) and fills them by an all-gather; the unit runs; its forward hook
+///   releases the bytes again (`releaseBytes`) and registers a tensor hook on the unit's
+///   output. The model itself is thus sharded: `fsdp(x)` and `fsdp.module(x)` both
+///   gather on demand (the wrapper's call also throws a failed gather at once; a direct
+///   call reports it from `step()`).
 /// - **Backward**: that hook runs when the output's gradient is final, just before the
 ///   VJP of the op that produced it, and gathers the unit again into the *same* storages,
 ///   so the weights captured by the unit's VJPs (e.g. `Tensor.linear` keeps a view of the
@@ -29,9 +32,9 @@ import TensorCore
 /// - **Step** (`step()`): the optimizer updates the rank's flat parameter shard with its
 ///   flat gradient shard; nothing is all-gathered (the next forward gathers on demand).
 ///
-/// Between steps, reading a parameter's values (`model(x)` without this wrapper, a state
-/// dict) traps with a message naming the parameter, its unit and the rank: use
-/// `withFullParameters { }` or `fullParameterStateDict()` (collective) instead.
+/// Between steps, reading a parameter's values outside a forward (`parameter.value`, the
+/// model's `stateDict()`) traps with a message naming the parameter, its unit and the
+/// rank: use `withFullParameters { }` or `fullParameterStateDict()` (collective) instead.
 ///
 /// ## Same result as DDP + an unsharded optimizer
 /// The gathered values are the shard values bit for bit; forward and backward run the same
@@ -93,9 +96,8 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     let unitBase: [Int]
     /// Unit of each parameter.
     let unitOf: [Int]
-    /// The unit modules (for driving the forward) and the Sequentials leading to them.
-    let unitOfModule: [ObjectIdentifier: Int]
-    let drivenSequentials: Set<ObjectIdentifier>
+    /// The unit modules (their forward hooks gather and release).
+    let unitModules: [Module]
     /// What the trap says when a released parameter is read.
     let releaseNotes: [String]
 
@@ -110,6 +112,9 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     var reducedThisStep: [Int]
     var hookErrors: [String] = []
     var hookHandles: [HookHandle] = []
+    var forwardHookHandles: [(Module, ForwardHookHandle)] = []
+    /// Set inside `withFullParameters`: the forward hooks neither gather nor release.
+    var suspendForwardHooks = false
     var stepCounter = 0
     var gatheredBytes = 0
     /// The largest number of bytes of full (gathered) parameters held at once on this rank.
@@ -171,22 +176,7 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
         releaseNotes = names.indices.map { i in
             "parameter '\(names[i])' of FSDP unit '\(plan.units[unitOf[i]].name.isEmpty ? "(model)" : plan.units[unitOf[i]].name)' on rank \(rank): fully sharded, its full values exist only during its unit's forward and backward inside FullyShardedDataParallel; to read them use withFullParameters { } or fullParameterStateDict() (collective)"
         }
-        // Driving the forward: unit modules, and the Sequentials on the way to them.
-        let modules = try FSDPUnitPlan.unitModules(model, policy: policy).get()
-        var unitOfModule: [ObjectIdentifier: Int] = [:]
-        var driven: Set<ObjectIdentifier> = []
-        let all = Dictionary(model.namedModules(), uniquingKeysWith: { a, _ in a })
-        for (u, (name, m)) in modules.enumerated() {
-            unitOfModule[ObjectIdentifier(m)] = u
-            var path = ""
-            for part in name.split(separator: ".").dropLast() {
-                if let s = all[path] { driven.insert(ObjectIdentifier(s)) }
-                path = path.isEmpty ? String(part) : "\(path).\(part)"
-            }
-            if !name.isEmpty, let s = all[path] { driven.insert(ObjectIdentifier(s)) }
-        }
-        self.unitOfModule = unitOfModule
-        drivenSequentials = driven
+        unitModules = try FSDPUnitPlan.unitModules(model, policy: policy).get().map(\.1)
 
         try broadcastModuleState(model, names: names, parameters: params, buffers: true, group: group, who: "FSDP")
         // This rank's shard, cut from the (now equal) full parameters.
@@ -212,49 +202,71 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
         for i in params.indices {
             hookHandles.append(params[i].value.registerPostAccumulateGradHook { [weak self] _ in self?.gradientReady(i) })
         }
+        for (u, m) in unitModules.enumerated() {
+            forwardHookHandles.append((m, m.registerForwardPreHook { [weak self] _, _ in self?.beforeForward(u); return nil }))
+            forwardHookHandles.append((m, m.registerForwardHook { [weak self] _, _, y in self?.afterForward(u, output: y); return nil }))
+        }
     }
 
     deinit { removeHooks() }
 
-    /// Unregisters the gradient hooks.
+    /// Unregisters the gradient and forward hooks.
     public func removeHooks() {
         for (p, h) in zip(parameters, hookHandles) { p.value.removeHook(h) }
         hookHandles = []
+        for (m, h) in forwardHookHandles { m.removeForwardHook(h) }
+        forwardHookHandles = []
     }
 
     // MARK: - Forward
 
-    /// Runs the model, gathering each unit's parameters just before it runs and releasing
-    /// them right after; with grad mode on, arms the unit's backward gather.
+    /// Runs the model (`module(input)`): each unit's parameters are gathered just before
+    /// it runs and released right after (its forward hooks); with grad mode on, the
+    /// unit's backward gather is armed.
     ///
     /// Collective (one all-gather per parameter of each unit). Throws naming rank, step
     /// and unit when a gather fails (then every unit is released again).
     public func callAsFunction(_ input: Tensor) throws(DataParallelError) -> Tensor {
         group.step = stepCounter
-        do {
-            return try drive(module, input)
-        } catch {
+        let known = hookErrors.count
+        let y = module(input)
+        if hookErrors.count > known {
             for u in plan.units.indices { release(u) }
-            throw error
+            throw DataParallelError(hookErrors[known])
         }
+        return y
     }
 
-    private func drive(_ m: Module, _ x: Tensor) throws(DataParallelError) -> Tensor {
-        if let u = unitOfModule[ObjectIdentifier(m)] {
-            try gather(u, phase: "forward")
-            let y = m(x)
-            if GradMode.isEnabled && y.requiresGrad {
-                y.registerHook { [weak self] _ in self?.beforeBackward(u); return nil }
+    /// The forward pre-hook of unit `u`.
+    func beforeForward(_ u: Int) {
+        guard !suspendForwardHooks else { return }
+        do { try gather(u, phase: "forward") } catch { hookErrors.append(error.description) }
+    }
+
+    /// The forward hook of unit `u`: arm the backward gather, free the parameters.
+    func afterForward(_ u: Int, output y: Tensor) {
+        guard !suspendForwardHooks else { return }
+        if GradMode.isEnabled && y.requiresGrad {
+            y.registerHook { [weak self] _ in self?.beforeBackward(u); return nil }
+        }
+        release(u)
+    }
+
+    /// Takes part in one training step's collectives without data (a rank whose share
+    /// of the batch is empty): the forward gathers, then for each unit in reverse order
+    /// the backward gather and the reduce-scatter of zero gradients, as the other ranks'
+    /// backward issues them. Equivalent to a backward of a zero loss.
+    public func participateWithoutData() {
+        group.step = stepCounter
+        for u in plan.units.indices { beforeForward(u); release(u) }
+        for u in plan.units.indices.reversed() {
+            beforeBackward(u)
+            for i in plan.units[u].parameters {
+                let (shape, dtype) = (parameters[i].value.shape, parameters[i].value.dtype)
+                parameters[i].value.grad = Memory.withTag(.gradients) { Tensor.zeros(shape, dtype: dtype) }
+                gradientReady(i)
             }
-            release(u)
-            return y
         }
-        if drivenSequentials.contains(ObjectIdentifier(m)), let s = m as? Sequential {
-            var h = x
-            for layer in s.layers { h = try drive(layer, h) }
-            return h
-        }
-        return m(x)
     }
 
     // MARK: - Gather and release

@@ -46,7 +46,20 @@ open class Module {
         preconditionFailure("\(type(of: self)).forward(_:) is not implemented")
     }
 
+    /// Runs the module: its forward pre-hooks (which may replace the input), `forward(_:)`,
+    /// then its forward hooks (which may replace the output); under a `ModuleTrace` the
+    /// call is also recorded. Hooks run in registration order, also while a checkpointed
+    /// segment is recomputed in backward (`GradMode.isRecomputing`), as in PyTorch.
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        guard let hooks = forwardHooks, !hooks.isEmpty else { return tracedForward(input) }
+        var x = input
+        for h in hooks.pre { x = h.body(self, x) ?? x }
+        var y = tracedForward(x)
+        for h in hooks.post { y = h.body(self, x, y) ?? y }
+        return y
+    }
+
+    private func tracedForward(_ input: Tensor) -> Tensor {
         guard let trace = ModuleTrace.current, !GradMode.isRecomputing else { return forward(input) }
         trace.enter(self)
         let output: Tensor
@@ -58,6 +71,46 @@ open class Module {
         trace.exit(self, input: input, output: output)
         return output
     }
+
+    /// This module's forward hooks (nil until one is registered).
+    private var forwardHooks: ForwardHooks?
+
+    /// Registers `hook` to run before each call of this module (PyTorch's
+    /// `register_forward_pre_hook`): it receives the module and the input and returns a
+    /// replacement input, or nil to keep it. Returns a handle for `removeForwardHook`.
+    @discardableResult
+    public func registerForwardPreHook(_ hook: @escaping (Module, Tensor) -> Tensor?) -> ForwardHookHandle {
+        let hooks = forwardHooks ?? ForwardHooks()
+        forwardHooks = hooks
+        let handle = ForwardHookHandle(id: hooks.nextID)
+        hooks.nextID += 1
+        hooks.pre.append((handle, hook))
+        return handle
+    }
+
+    /// Registers `hook` to run after each call of this module (PyTorch's
+    /// `register_forward_hook`): it receives the module, the input and the output and
+    /// returns a replacement output, or nil to keep it. Returns a handle for `removeForwardHook`.
+    @discardableResult
+    public func registerForwardHook(_ hook: @escaping (Module, Tensor, Tensor) -> Tensor?) -> ForwardHookHandle {
+        let hooks = forwardHooks ?? ForwardHooks()
+        forwardHooks = hooks
+        let handle = ForwardHookHandle(id: hooks.nextID)
+        hooks.nextID += 1
+        hooks.post.append((handle, hook))
+        return handle
+    }
+
+    /// Removes a forward (pre-)hook of this module; unknown handles are ignored.
+    public func removeForwardHook(_ handle: ForwardHookHandle) {
+        guard let hooks = forwardHooks else { return }
+        hooks.pre.removeAll { $0.handle == handle }
+        hooks.post.removeAll { $0.handle == handle }
+        if hooks.isEmpty { forwardHooks = nil }
+    }
+
+    /// The number of forward pre-hooks and forward hooks registered on this module.
+    public var forwardHookCount: Int { (forwardHooks?.pre.count ?? 0) + (forwardHooks?.post.count ?? 0) }
 
     /// Direct children with their names. The default reflects over stored properties.
     open func namedChildren() -> [(String, Module)] {
@@ -89,7 +142,7 @@ open class Module {
         var out: [(String, Any)] = []
         for mirror in mirrors.reversed() {
             for child in mirror.children {
-                guard let label = child.label, label != "isTraining" else { continue }
+                guard let label = child.label, label != "isTraining", label != "forwardHooks" else { continue }
                 // Unwrap optionals (e.g. `bias: Parameter?`).
                 let inner = Mirror(reflecting: child.value)
                 if inner.displayStyle == .optional {
@@ -147,6 +200,19 @@ open class Module {
     public func zeroGrad() {
         for p in parameters { p.value.zeroGrad() }
     }
+}
+
+/// Identifies a forward hook registered on a module.
+public struct ForwardHookHandle: Hashable, Sendable {
+    let id: Int
+}
+
+/// A module's forward pre-hooks and forward hooks.
+final class ForwardHooks {
+    var pre: [(handle: ForwardHookHandle, body: (Module, Tensor) -> Tensor?)] = []
+    var post: [(handle: ForwardHookHandle, body: (Module, Tensor, Tensor) -> Tensor?)] = []
+    var nextID = 0
+    var isEmpty: Bool { pre.isEmpty && post.isEmpty }
 }
 
 /// `runningMean` -> `running_mean`; names that are already snake_case or digits pass through.

@@ -81,6 +81,8 @@ extension Trainer {
                 for i in 0..<(k - 1) { micro(i) }
             }
             micro(k - 1)
+        } else if let empty = distributed?.stepWithoutData {
+            try empty()
         } else if distributed != nil, let first = parameters.first {
             // A rank with no rows of this batch still runs backward (a zero loss over the
             // parameters), so its gradient hooks fire and the collectives line up.
@@ -131,6 +133,13 @@ public struct DistributedStep {
     /// rank runs; unsharded format) and its inverse for `restore`. nil: the trainer's own.
     public var optimizerStateDict: (() throws -> [String: Tensor])?
     public var loadOptimizerStateDict: (([String: Tensor]) throws -> Void)?
+    /// When the parameters are sharded (ZeRO stage 3): the model's full state dict for
+    /// checkpoints (a collective every rank runs) and its inverse for `restore`, and the
+    /// step of a rank whose share of the batch is empty (it must still take part in the
+    /// forward and backward collectives). nil: the model's own / a zero loss's backward.
+    public var modelStateDict: (() throws -> [(String, Tensor)])?
+    public var loadModelStateDict: (([String: Tensor]) throws -> Void)?
+    public var stepWithoutData: (() throws -> Void)?
 
     public init(rank: Int, size: Int, shard: @escaping (_ n: Int) -> (rows: Range<Int>, lossScale: Double),
                 withoutSync: @escaping (() throws -> Void) throws -> Void, afterBackward: @escaping () throws -> Void,

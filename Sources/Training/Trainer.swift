@@ -122,7 +122,7 @@ public final class Trainer {
         guard a == b else {
             throw ConfigError("checkpoint was made with a different configuration; resume with the same flags (only --epochs, --threads may change)")
         }
-        try model.loadStateDict(ck.model)
+        if let load = distributed?.loadModelStateDict { try load(ck.model) } else { try model.loadStateDict(ck.model) }
         if let load = distributed?.loadOptimizerStateDict { try load(ck.optimizer) } else { try optimizer.loadStateDict(ck.optimizer) }
         Generator.default.currentState = ck.rng
         if lossScaler != nil, !ck.scaler.isEmpty {
@@ -242,19 +242,23 @@ public final class Trainer {
             }
             // A sharded optimizer gathers its state on every rank (a collective) before rank 0 writes.
             let shardedState = output == nil ? nil : try distributed?.optimizerStateDict?()
+            let fullModel = output == nil ? nil : try distributed?.modelStateDict?()
             guard isPrimary else { continue }
             metrics?.write(["epoch": r.epoch, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy, "test_loss": r.testLoss,
                             "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond, "seconds": r.seconds,
                             "lr": r.learningRate, "step": distributed?.stepCount?() ?? optimizer.stepCount])
-            if let out = output { try checkpoint(optimizerState: shardedState).save(to: out + "/checkpoint.safetensors") }
+            if let out = output {
+                try checkpoint(optimizerState: shardedState, modelState: fullModel).save(to: out + "/checkpoint.safetensors")
+            }
         }
         return results
     }
 
     /// The current state as a checkpoint; `optimizerState` replaces the trainer's own
-    /// optimizer's (a sharded optimizer's gathered state, `DistributedStep.optimizerStateDict`).
-    public func checkpoint(optimizerState: [String: Tensor]? = nil) -> Checkpoint {
-        Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: model.stateDict()), optimizer: optimizerState ?? optimizer.stateDict(),
+    /// optimizer's (a sharded optimizer's gathered state, `DistributedStep.optimizerStateDict`),
+    /// `modelState` the model's (sharded parameters gathered, `DistributedStep.modelStateDict`).
+    public func checkpoint(optimizerState: [String: Tensor]? = nil, modelState: [(String, Tensor)]? = nil) -> Checkpoint {
+        Checkpoint(config: config, model: Dictionary(uniqueKeysWithValues: modelState ?? model.stateDict()), optimizer: optimizerState ?? optimizer.stateDict(),
                    rng: Generator.default.currentState, nextEpoch: nextEpoch, scaler: lossScaler?.stateDict() ?? [:])
     }
 }

@@ -59,7 +59,8 @@ struct Train: ParsableCommand {
     @Option(help: "Data parallel: allreduce algorithm: native (MPI_Allreduce), ring, halving-doubling or tree.") var allreduce: String = "native"
     @Option(help: "Data parallel: gradient format on the wire: none, float16 or bfloat16 (ring only).") var wire: String = "none"
     @Option(help: "Data parallel: send only this fraction of gradient chunks (top by norm, error feedback), e.g. 0.1.") var sparse: Double?
-    @Option(help: "Data parallel: ZeRO-style sharded weight update, stage 1 (optimizer state) or 2 (+ gradients).") var zeroStage: Int?
+    @Option(help: "Data parallel: ZeRO-style sharding: stage 1 (optimizer state), 2 (+ gradients) or 3 (+ parameters, gathered per unit on demand).") var zeroStage: Int?
+    @Option(help: "ZeRO stage 3: units gathered at a time: per-layer (each layer with parameters), top-level (the model's children) or whole.") var fsdpUnits: String = "per-layer"
 
     func makeConfig() -> TrainConfig {
         var c = TrainConfig()
@@ -111,9 +112,22 @@ struct Train: ParsableCommand {
                 options.collective = CollectiveOptions(algorithm: algorithm, compression: compression)
                 options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
                 if let z = zeroStage {
-                    guard let stage = ShardingStage(rawValue: z) else { throw ValidationError("--zero-stage \(z): expected 1 or 2 (stage 3 exists as the library type FullyShardedDataParallel, not yet in loom train)") }
+                    guard (1...3).contains(z) else { throw ValidationError("--zero-stage \(z): expected 1, 2 or 3") }
                     guard sparse == nil, compression == .none else { throw ValidationError("--zero-stage: --wire and --sparse apply to DDP's allreduce, not to the sharded update") }
-                    try DataParallelTraining.attachSharded(trainer, group: group, stage: stage, collective: CollectiveOptions(algorithm: algorithm == .native ? .native : .ring))
+                    let collective = CollectiveOptions(algorithm: algorithm == .native ? .native : .ring)
+                    if z == 3 {
+                        let units: FSDPUnitPolicy
+                        switch fsdpUnits {
+                        case "per-layer": units = .perLayer
+                        case "top-level": units = .topLevel
+                        case "whole": units = .wholeModel
+                        default: throw ValidationError("--fsdp-units '\(fsdpUnits)': expected per-layer, top-level or whole")
+                        }
+                        let fsdp = try DataParallelTraining.attachFullySharded(trainer, group: group, units: units, collective: collective)
+                        if group.rank == 0 { print("ZeRO stage 3: \(fsdp.plan.units.count) units (\(fsdpUnits)), \(fsdp.localShardCount) parameters on rank 0 of \(trainer.model.parameterCount)") }
+                    } else {
+                        try DataParallelTraining.attachSharded(trainer, group: group, stage: ShardingStage(rawValue: z)!, collective: collective)
+                    }
                 } else {
                     try DataParallelTraining.attach(trainer, group: group, options: options)
                 }

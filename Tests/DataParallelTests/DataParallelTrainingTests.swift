@@ -117,20 +117,31 @@ final class ShardedCheckpointTests: XCTestCase {
         return c
     }
 
-    /// Trains `epochs` epochs on `size` ranks; returns rank 0's weights and gathered state.
-    func run(size: Int, stage: ShardingStage?, epochs: Range<Int>, from ck: Checkpoint? = nil) throws -> (weights: [Float], state: [String: Tensor], ck: Checkpoint) {
+    /// Trains `epochs` epochs on `size` ranks (DDP, a ZeRO stage 1/2 update, or stage 3
+    /// with `fullyShard`); returns rank 0's weights, gathered optimizer state and checkpoint.
+    func run(size: Int, stage: ShardingStage?, fullyShard: Bool = false, epochs: Range<Int>,
+             from ck: Checkpoint? = nil) throws -> (weights: [Float], state: [String: Tensor], ck: Checkpoint) {
         let box = TrainerBox(try (0..<size).map { _ in try Trainer(config: config()) })
         let start = CheckpointBox(ck)
-        let states = try InProcessWorld.run(size: size) { group -> [String: Tensor] in
+        let out = try InProcessWorld.run(size: size) { group -> CheckpointBox in
             let t = box.trainers[group.rank]
             t.quiet = true
-            if let stage { try DataParallelTraining.attachSharded(t, group: group, stage: stage) } else { try DataParallelTraining.attach(t, group: group) }
+            if fullyShard {
+                try DataParallelTraining.attachFullySharded(t, group: group)
+            } else if let stage {
+                try DataParallelTraining.attachSharded(t, group: group, stage: stage)
+            } else {
+                try DataParallelTraining.attach(t, group: group)
+            }
             if let ck = start.ck { try t.restore(ck) }
             for e in epochs { _ = try t.trainEpoch(e) }
-            return try t.distributed?.optimizerStateDict?() ?? t.optimizer.stateDict()
+            let state = try t.distributed?.optimizerStateDict?() ?? t.optimizer.stateDict()
+            let model = try t.distributed?.modelStateDict?()  // collective under stage 3
+            return CheckpointBox(t.checkpoint(optimizerState: state, modelState: model))
         }
-        let t0 = box.trainers[0]
-        return (t0.model.parameters.flatMap { $0.value.scalars(as: Float.self) }, states[0], t0.checkpoint(optimizerState: states[0]))
+        let ck0 = out[0].ck!
+        let names = box.trainers[0].model.namedParameters().map(\.0)
+        return (names.flatMap { ck0.model[$0]!.scalars(as: Float.self) }, ck0.optimizer, ck0)
     }
 
     func testGatheredStateEqualsUnshardedAndResumesAtAnotherWorldSize() throws {
@@ -152,6 +163,40 @@ final class ShardedCheckpointTests: XCTestCase {
             for (a, b) in zip(r.weights, straight.weights) { diff = Swift.max(diff, abs(a - b)) }
             XCTAssertLessThan(diff, 1e-5, "\(name): weights differ from the uninterrupted run by \(diff)")
         }
+    }
+
+    /// ZeRO stage 3 in the Trainer on lenet5 (a container of two Sequentials: the units are
+    /// found inside it and gathered by forward hooks): the same weights and optimizer state
+    /// as DDP, and its checkpoint resumes under stage 3 at another world size and under DDP.
+    func testFullyShardedTrainerEqualsDDPAndResumes() throws {
+        let ddp = try run(size: 2, stage: nil, epochs: 0..<1)
+        let full = try run(size: 2, stage: nil, fullyShard: true, epochs: 0..<1)
+        var diff: Float = 0
+        for (a, b) in zip(full.weights, ddp.weights) { diff = Swift.max(diff, abs(a - b)) }
+        XCTAssertLessThan(diff, 1e-6, "stage 3 vs DDP: weights differ by \(diff)")
+        XCTAssertGreaterThan(full.weights.count, 60_000)
+        XCTAssertEqual(Set(full.state.keys), Set(ddp.state.keys))
+        let straight = try run(size: 2, stage: nil, epochs: 0..<2)
+        let resumed3 = try run(size: 3, stage: nil, fullyShard: true, epochs: 1..<2, from: full.ck)
+        let resumedAsDDP = try run(size: 2, stage: nil, epochs: 1..<2, from: full.ck)
+        for (name, r) in [("stage 3 at 3 ranks", resumed3), ("DDP from stage 3", resumedAsDDP)] {
+            var d: Float = 0
+            for (a, b) in zip(r.weights, straight.weights) { d = Swift.max(d, abs(a - b)) }
+            XCTAssertLessThan(d, 1e-5, "\(name): weights differ from the uninterrupted run by \(d)")
+        }
+        // Evaluation runs on the sharded model (each unit gathered and freed by its hooks).
+        let box = TrainerBox(try (0..<2).map { _ in try Trainer(config: config()) })
+        let fullCk = CheckpointBox(full.ck)
+        let evals = try InProcessWorld.run(size: 2) { group -> Double in
+            let t = box.trainers[group.rank]
+            try DataParallelTraining.attachFullySharded(t, group: group)
+            try t.restore(fullCk.ck!)
+            return t.evaluate().loss
+        }
+        let reference = try Trainer(config: config())
+        try reference.restore(ddp.ck)
+        XCTAssertEqual(evals[0], evals[1])
+        XCTAssertEqual(evals[0], reference.evaluate().loss, accuracy: 1e-5)
     }
 
     func testBadStateIsRefusedNamingTheKey() throws {

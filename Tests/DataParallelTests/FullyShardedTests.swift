@@ -89,6 +89,50 @@ final class FullyShardedTests: XCTestCase {
         try check(bnBuilder, sample: [2, 4, 4], transformation: { try sgd(lr: 0.05, momentum: 0.9) }, name: "sgd bn-cnn")
     }
 
+    /// A model that is not a Sequential (a container holding Sequentials and a residual
+    /// block, as the zoo's models are): per-layer units are found inside the containers
+    /// and the block, gathered through forward hooks, and the result equals DDP bitwise.
+    func testContainerModelWithResidualBlockEqualsDDP() throws {
+        XCTAssertEqual(try FSDPUnitPlan(residualBuilder(1)).units.map(\.name),
+                       ["stem.0", "stem.1", "block.conv1", "block.bn1", "block.conv2", "block.bn2", "head.1"])
+        try check(residualBuilder, sample: [2, 4, 4], transformation: { try sgd(lr: 0.05, momentum: 0.9) }, name: "sgd residual container")
+    }
+
+    /// A rank without rows of a batch takes part through `participateWithoutData()`: the
+    /// others' collectives line up and the result is their gradient averaged over all
+    /// ranks (the empty rank contributes zeros), as DDP's zero-loss backward gives.
+    func testRankWithoutDataParticipates() throws {
+        let data = Batches(steps: 1, batch: 4, sample: [5], dtype: .float32, seed: 6)
+        let (x, y) = (data.inputs[0], data.labels[0])
+        let got = try InProcessWorld.run(size: 2) { group -> [[Double]] in
+            let model = mlpBuilder(group.rank == 0 ? 42 : 99)
+            let fsdp = try FullyShardedDataParallel(model, group: group, transformation: try sgd(lr: 0.1))
+            if group.rank == 0 {
+                Loss.crossEntropy(logits: try fsdp(x), targets: y).backward()
+            } else {
+                fsdp.participateWithoutData()
+            }
+            try fsdp.step()
+            return try weights(fsdp)
+        }
+        let oracle = try InProcessWorld.run(size: 2) { group -> [[Double]] in
+            let model = mlpBuilder(group.rank == 0 ? 42 : 99)
+            let ddp = try DistributedDataParallel(model, group: group)
+            var opt = Optimizer(try sgd(lr: 0.1), params: model.parameters.map(\.value))
+            if group.rank == 0 {
+                Loss.crossEntropy(logits: ddp(x), targets: y).backward()
+            } else {
+                model.parameters.dropFirst().reduce(model.parameters[0].value.sum() * 0) { $0 + $1.value.sum() * 0 }.backward()
+            }
+            try ddp.finishGradientSync()
+            optimizerStep(&opt, model)
+            return weights(model)
+        }
+        XCTAssertEqual(got[0], oracle[0])
+        XCTAssertEqual(got[1], oracle[0])
+        XCTAssertGreaterThan(maxAbsDiff(got[0], weights(mlpBuilder(42))), 1e-4, "the step must move the weights")
+    }
+
     /// Evaluation through the wrapper (no grad, eval mode) gathers and frees each unit and
     /// gives the unwrapped model's output bitwise.
     func testEvalForwardEqualsFullModel() throws {
@@ -160,7 +204,13 @@ final class FullyShardedTests: XCTestCase {
         XCTAssertEqual(try FSDPUnitPlan(nested, policy: .topLevel).units.map(\.name), ["0", "1"])
         XCTAssertEqual(try FSDPUnitPlan(nested, policy: .modules(["1", "0"])).units.map(\.name), ["0", "1"])
         XCTAssertEqual(try FSDPUnitPlan(nested, policy: .modules(["0.0", "0.2", "1"])).units.map(\.parameters), [[0, 1], [2], [3, 4]])
-        XCTAssertEqual(try FSDPUnitPlan(TwoBranches(seed: 1)).units.map(\.name), [""], "a model that is not a Sequential is one unit")
+        XCTAssertEqual(try FSDPUnitPlan(TwoBranches(seed: 1)).units.map(\.name), ["main", "extra"], "units inside a custom container")
+        XCTAssertEqual(try FSDPUnitPlan(TwoBranches(seed: 1), policy: .topLevel).units.map(\.name), ["main", "extra"])
+        XCTAssertEqual(try FSDPUnitPlan(TwoBranches(seed: 1), policy: .modules(["main", "extra"])).units.map(\.parameters), [[0, 1], [2, 3]])
+        // A checkpointed Sequential is one unit (its segments recompute inside the unit's window).
+        let checkpointed = Sequential([Sequential([Linear(3, 4), ReLU(), Linear(4, 4)]), Linear(4, 2)])
+        (checkpointed.layers[0] as! Sequential).checkpointPlan = CheckpointPlanner.sqrtPlan(layers: 3)
+        XCTAssertEqual(try FSDPUnitPlan(checkpointed).units.map(\.name), ["0", "1"])
         func message(_ body: () throws -> Void) -> String {
             do { try body(); return "no error" } catch { return "\(error)" }
         }
@@ -168,8 +218,8 @@ final class FullyShardedTests: XCTestCase {
                        "FSDP unit plan: parameters '0.2.weight' belong to no unit (units: '0.0', '1')")
         XCTAssertEqual(message { _ = try FSDPUnitPlan(nested, policy: .modules(["0", "0.2", "1"])) },
                        "FSDP unit plan: unit '0.2' is inside unit '0'; units must not nest")
-        XCTAssertEqual(message { _ = try FSDPUnitPlan(TwoBranches(seed: 1), policy: .modules(["main", "extra"])) },
-                       "FSDP unit plan: module 'main' is inside '(model)', which is not a Sequential (or has a checkpoint plan); FSDP can only run units it reaches through Sequentials")
+        XCTAssertEqual(message { _ = try FSDPUnitPlan(checkpointed, policy: .modules(["0.0", "0.2", "1"])) },
+                       "FSDP unit plan: module '0.0' is inside '0', a Sequential with a checkpoint plan; its recomputation in backward would run outside the unit's gathered window (make the checkpointed Sequential, or a module around it, the unit)")
         XCTAssertEqual(message { _ = try FSDPUnitPlan(nested, policy: .modules(["2"])) }.prefix(39), "FSDP unit plan: no module named '2' (mo")
         let shared = Linear(2, 2)
         XCTAssertEqual(message { _ = try FSDPUnitPlan(units: [.init(name: "a", parameters: [0, 1]), .init(name: "b", parameters: [1])],
@@ -215,14 +265,14 @@ final class FullyShardedTests: XCTestCase {
         }, "rank 2, step 0: FSDP: 2 of 4 parameters received no gradient in this backward: '1.weight', '1.bias'; expected every parameter to take part in the loss")
     }
 
-    /// Reading a released parameter outside FSDP's forward/backward traps naming it
+    /// Reading a released parameter outside a forward/backward traps naming it
     /// (in a child process: a trap ends the process).
     func testReadingAReleasedParameterTrapsNamingIt() throws {
         if ProcessInfo.processInfo.environment["LOOM_FSDP_TRAP_CHILD"] == "1" {
             let out = try InProcessWorld.run(size: 1) { group -> String in
                 let model = mlpBuilder(1)
                 _ = try FullyShardedDataParallel(model, group: group, transformation: try sgd(lr: 0.1))
-                return "unreachable \(model(Tensor.ones([2, 5])))"  // not through the wrapper: must trap
+                return "unreachable \(model.parameters[0].value.sum())"  // outside a forward: must trap
             }
             print(out)
             return
@@ -390,6 +440,22 @@ final class FullyShardedTests: XCTestCase {
         }
     }
 }
+
+/// A container model (not a Sequential): stem (conv, BN, relu), a residual block, head.
+final class ResidualNet: Module {
+    let stem: Sequential
+    let block: BasicBlock
+    let head: Sequential
+    init(seed: UInt64) {
+        let g = Generator(seed: seed)
+        stem = Sequential([Conv2d(2, 4, kernelSize: (3, 3), padding: (1, 1), bias: false, generator: g), BatchNorm2d(4), ReLU()])
+        block = BasicBlock(4, 4, generator: g)
+        head = Sequential([Flatten(), Linear(64, 3, generator: g)])
+    }
+    override func forward(_ x: Tensor) -> Tensor { head(block(stem(x))) }
+}
+
+let residualBuilder: ModelBuilder = { seed in ResidualNet(seed: seed) }
 
 /// A small CNN with BatchNorm: conv 3x3 (4 ch) -> BN -> relu -> flatten -> linear 64 -> 3.
 let bnBuilder: ModelBuilder = { seed in
