@@ -26,52 +26,39 @@ done
 # End to end: `loom train --data-parallel` on 2 ranks against one process, same global batch.
 # LeNet-5 has no BatchNorm or dropout, so both compute the same updates up to Float32
 # summation order; after 32 steps the test losses agree to 1e-3.
+# same_test_loss A B LABEL_A LABEL_B EPOCHS: the last metrics lines of two runs agree on the
+# test loss to 1e-3 and both reached epoch EPOCHS.
+same_test_loss() {
+    python3 - "$@" <<'PY'
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+la, lb, epochs = sys.argv[3], sys.argv[4], int(sys.argv[5])
+diff = abs(a["test_loss"] - b["test_loss"])
+print(f"test loss after {epochs} epoch(s): {la} {a['test_loss']:.6f}, {lb} {b['test_loss']:.6f}, |diff| {diff:.2e}")
+sys.exit(0 if diff < 1e-3 and a["epoch"] == b["epoch"] == epochs else 1)
+PY
+}
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     echo "== train --data-parallel, np 2, vs one process =="
     out=$(mktemp -d)
     common=(--model lenet5 --epochs 1 --batch-size 64 --train-limit 2048 --test-limit 1000 --threads 1)
     timeout 600 "$LOOM" launch -np 2 -- train --data-parallel "${common[@]}" --output "$out/dp" > "$out/dp.log"
     timeout 600 "$LOOM" train "${common[@]}" --output "$out/one" > "$out/one.log"
-    python3 - "$out/dp/metrics.jsonl" "$out/one/metrics.jsonl" <<'PY'
-import json, sys
-dp, one = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
-diff = abs(dp["test_loss"] - one["test_loss"])
-print(f"test loss: 2 ranks {dp['test_loss']:.6f}, one process {one['test_loss']:.6f}, |diff| {diff:.2e}")
-sys.exit(0 if diff < 1e-3 else 1)
-PY
+    same_test_loss "$out/dp/metrics.jsonl" "$out/one/metrics.jsonl" "2 ranks" "one process" 1
     echo "== train --data-parallel --zero-stage 1: 2 epochs on 2 ranks vs 1 epoch + --resume on 3 ranks =="
     # Constant LR: a cosine schedule depends on --epochs, so a 1-epoch run is not the first half of a 2-epoch one.
-    zero=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --data-parallel --zero-stage 1)
-    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --epochs 2 --output "$out/z2" > "$out/z2.log"
-    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --epochs 1 --output "$out/zr" > "$out/zr1.log"
-    timeout 600 "$LOOM" launch -np 3 -- train "${zero[@]}" --epochs 2 --output "$out/zr" --resume > "$out/zr2.log"
-    python3 - "$out/z2/metrics.jsonl" "$out/zr/metrics.jsonl" <<'PY'
-import json, sys
-straight, resumed = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
-diff = abs(straight["test_loss"] - resumed["test_loss"])
-print(f"test loss after 2 epochs: straight {straight['test_loss']:.6f}, resumed at 3 ranks {resumed['test_loss']:.6f}, |diff| {diff:.2e}")
-sys.exit(0 if diff < 1e-3 and straight["epoch"] == resumed["epoch"] == 2 else 1)
-PY
+    zero=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --data-parallel)
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 1 --epochs 2 --output "$out/z2" > "$out/z2.log"
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 1 --epochs 1 --output "$out/zr" > "$out/zr1.log"
+    timeout 600 "$LOOM" launch -np 3 -- train "${zero[@]}" --zero-stage 1 --epochs 2 --output "$out/zr" --resume > "$out/zr2.log"
+    same_test_loss "$out/z2/metrics.jsonl" "$out/zr/metrics.jsonl" "straight" "resumed at 3 ranks" 2
     echo "== train --data-parallel --zero-stage 3 (FSDP): np 2 vs one process; 1 epoch on 3 ranks + --resume on 2 =="
     timeout 600 "$LOOM" launch -np 2 -- train --data-parallel --zero-stage 3 "${common[@]}" --output "$out/fsdp" > "$out/fsdp.log"
     grep -q "ZeRO stage 3:" "$out/fsdp.log"
-    python3 - "$out/fsdp/metrics.jsonl" "$out/one/metrics.jsonl" <<'PY'
-import json, sys
-dp, one = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
-diff = abs(dp["test_loss"] - one["test_loss"])
-print(f"test loss: stage 3 on 2 ranks {dp['test_loss']:.6f}, one process {one['test_loss']:.6f}, |diff| {diff:.2e}")
-sys.exit(0 if diff < 1e-3 else 1)
-PY
+    same_test_loss "$out/fsdp/metrics.jsonl" "$out/one/metrics.jsonl" "stage 3 on 2 ranks" "one process" 1
     # Its checkpoint holds the full model and optimizer state: resume at another world size.
-    zero3=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --data-parallel --zero-stage 3)
-    timeout 600 "$LOOM" launch -np 3 -- train "${zero3[@]}" --epochs 1 --output "$out/z3" > "$out/z31.log"
-    timeout 600 "$LOOM" launch -np 2 -- train "${zero3[@]}" --epochs 2 --output "$out/z3" --resume > "$out/z32.log"
-    python3 - "$out/z2/metrics.jsonl" "$out/z3/metrics.jsonl" <<'PY'
-import json, sys
-straight, resumed = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
-diff = abs(straight["test_loss"] - resumed["test_loss"])
-print(f"test loss after 2 epochs: stage 1 straight {straight['test_loss']:.6f}, stage 3 (3 ranks, resumed on 2) {resumed['test_loss']:.6f}, |diff| {diff:.2e}")
-sys.exit(0 if diff < 1e-3 and straight["epoch"] == resumed["epoch"] == 2 else 1)
-PY
+    timeout 600 "$LOOM" launch -np 3 -- train "${zero[@]}" --zero-stage 3 --epochs 1 --output "$out/z3" > "$out/z31.log"
+    timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 3 --epochs 2 --output "$out/z3" --resume > "$out/z32.log"
+    same_test_loss "$out/z2/metrics.jsonl" "$out/z3/metrics.jsonl" "stage 1 straight" "stage 3 (3 ranks, resumed on 2)" 2
     rm -rf "$out"
 fi

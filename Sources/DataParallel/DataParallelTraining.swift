@@ -59,23 +59,9 @@ public enum DataParallelTraining {
         }
         let sharded = try ShardedOptimizer(trainer.model, group: group, transformation: trainer.optimizer.transformation,
                                            stage: stage, collective: collective)
-        trainer.dropOptimizerState()
-        trainer.distributed = DistributedStep(
-            rank: rank, size: size,
-            shard: { n in (BatchShard.range(rank: rank, batch: n, size: size), BatchShard.lossScale(rank: rank, batch: n, size: size)) },
-            withoutSync: { body in try body() },
-            afterBackward: {},
-            optimizerStep: { try sharded.step() },
-            sumOverRanks: { values in
-                var v = values
-                try v.withUnsafeMutableBufferPointer { try group.allReduce(CollectiveBuffer($0), op: .sum) }
-                return v
-            })
-        trainer.distributed?.learningRate = { sharded.optimizer.learningRate }
-        trainer.distributed?.stepCount = { sharded.stepCount }
-        trainer.distributed?.optimizerStateDict = { try sharded.fullStateDict() }
-        trainer.distributed?.loadOptimizerStateDict = { try sharded.loadFullStateDict($0) }
-        if rank != 0 { trainer.quiet = true }
+        installShardedStep(trainer, group: group, step: { try sharded.step() }, learningRate: { sharded.optimizer.learningRate },
+                           stepCount: { sharded.stepCount }, stateDict: { try sharded.fullStateDict() },
+                           loadStateDict: { try sharded.loadFullStateDict($0) })
         return sharded
     }
     /// Attaches `trainer` to `group` with fully sharded data parallelism (ZeRO stage 3,
@@ -100,26 +86,39 @@ public enum DataParallelTraining {
         }
         let fsdp = try FullyShardedDataParallel(trainer.model, group: group, transformation: trainer.optimizer.transformation,
                                                 units: units, collective: collective)
+        installShardedStep(trainer, group: group, step: { try fsdp.step() }, learningRate: { fsdp.optimizer.learningRate },
+                           stepCount: { fsdp.stepCount }, stateDict: { try fsdp.fullStateDict() },
+                           loadStateDict: { try fsdp.loadFullStateDict($0) })
+        trainer.distributed?.modelStateDict = { try fsdp.fullParameterStateDict() }
+        trainer.distributed?.loadModelStateDict = { try fsdp.loadFullParameterStateDict($0) }
+        trainer.distributed?.stepWithoutData = { fsdp.participateWithoutData() }
+        return fsdp
+    }
+    /// The trainer's step as one rank of a sharded update (stages 1–3): its own optimizer
+    /// state is freed, `step` replaces the update, and the sharded optimizer's learning
+    /// rate, step count and gathered state feed the logs and checkpoints.
+    private static func installShardedStep(_ trainer: Trainer, group: any ProcessGroup, step: @escaping () throws -> Void,
+                                           learningRate: @escaping () -> Double?, stepCount: @escaping () -> Int,
+                                           stateDict: @escaping () throws -> [String: Tensor],
+                                           loadStateDict: @escaping ([String: Tensor]) throws -> Void) {
+        let rank = group.rank, size = group.size
         trainer.dropOptimizerState()
-        trainer.distributed = DistributedStep(
+        var d = DistributedStep(
             rank: rank, size: size,
             shard: { n in (BatchShard.range(rank: rank, batch: n, size: size), BatchShard.lossScale(rank: rank, batch: n, size: size)) },
             withoutSync: { body in try body() },
             afterBackward: {},
-            optimizerStep: { try fsdp.step() },
+            optimizerStep: step,
             sumOverRanks: { values in
                 var v = values
                 try v.withUnsafeMutableBufferPointer { try group.allReduce(CollectiveBuffer($0), op: .sum) }
                 return v
             })
-        trainer.distributed?.learningRate = { fsdp.optimizer.learningRate }
-        trainer.distributed?.stepCount = { fsdp.stepCount }
-        trainer.distributed?.optimizerStateDict = { try fsdp.fullStateDict() }
-        trainer.distributed?.loadOptimizerStateDict = { try fsdp.loadFullStateDict($0) }
-        trainer.distributed?.modelStateDict = { try fsdp.fullParameterStateDict() }
-        trainer.distributed?.loadModelStateDict = { try fsdp.loadFullParameterStateDict($0) }
-        trainer.distributed?.stepWithoutData = { fsdp.participateWithoutData() }
+        d.learningRate = learningRate
+        d.stepCount = stepCount
+        d.optimizerStateDict = stateDict
+        d.loadOptimizerStateDict = loadStateDict
+        trainer.distributed = d
         if rank != 0 { trainer.quiet = true }
-        return fsdp
     }
 }

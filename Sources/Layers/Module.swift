@@ -80,10 +80,7 @@ open class Module {
     /// replacement input, or nil to keep it. Returns a handle for `removeForwardHook`.
     @discardableResult
     public func registerForwardPreHook(_ hook: @escaping (Module, Tensor) -> Tensor?) -> ForwardHookHandle {
-        let hooks = forwardHooks ?? ForwardHooks()
-        forwardHooks = hooks
-        let handle = ForwardHookHandle(id: hooks.nextID)
-        hooks.nextID += 1
+        let (hooks, handle) = newForwardHook()
         hooks.pre.append((handle, hook))
         return handle
     }
@@ -93,12 +90,17 @@ open class Module {
     /// returns a replacement output, or nil to keep it. Returns a handle for `removeForwardHook`.
     @discardableResult
     public func registerForwardHook(_ hook: @escaping (Module, Tensor, Tensor) -> Tensor?) -> ForwardHookHandle {
-        let hooks = forwardHooks ?? ForwardHooks()
-        forwardHooks = hooks
-        let handle = ForwardHookHandle(id: hooks.nextID)
-        hooks.nextID += 1
+        let (hooks, handle) = newForwardHook()
         hooks.post.append((handle, hook))
         return handle
+    }
+
+    /// This module's hook table (created on first use) and a fresh handle.
+    private func newForwardHook() -> (ForwardHooks, ForwardHookHandle) {
+        let hooks = forwardHooks ?? ForwardHooks()
+        forwardHooks = hooks
+        defer { hooks.nextID += 1 }
+        return (hooks, ForwardHookHandle(id: hooks.nextID))
     }
 
     /// Removes a forward (pre-)hook of this module; unknown handles are ignored.
