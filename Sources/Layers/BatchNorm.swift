@@ -211,6 +211,11 @@ public class BatchNormBase: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         checkInput(x)
         if x.dtype.isReducedPrecision, let policy = Autocast.policy {
+            if case .l2 = norm, affine, isTraining || !trackRunningStats, weight!.value.dtype == .float32 {
+                // The fused kernel reads the half input with Float32 statistics and master
+                // γ/β directly: no Float32 copy, no recomputation in backward.
+                return forward(x, weight: weight?.value, bias: bias?.value)
+            }
             return forwardSavingInput(x, computeIn: usesFloat32Statistics(policy) ? .float32 : x.dtype)
         }
         return forward(x, weight: weight?.value, bias: bias?.value)
@@ -316,9 +321,11 @@ public class BatchNormBase: Module {
         precondition(n > 1, "\(layerName): expected more than 1 value per channel when training, got input \(shapeString(x.shape))"
                      + (ghost.map { " (ghost batch \($0) of size \(ghostBatchSize!))" } ?? ""))
         if case .l2 = norm {
-            // One fused kernel for statistics, normalisation and the affine transform.
-            let wv = weight.map { $0.dtype == x.dtype ? $0 : $0.to(x.dtype) }
-            let bv = bias.map { $0.dtype == x.dtype ? $0 : $0.to(x.dtype) }
+            // One fused kernel for statistics, normalisation and the affine transform (a half
+            // input with Float32 γ/β runs mixed: see `Tensor.batchNorm`).
+            let mixed = x.dtype.isReducedPrecision && weight?.dtype == .float32 && (bias?.dtype ?? .float32) == .float32
+            let wv = weight.map { $0.dtype == x.dtype || mixed ? $0 : $0.to(x.dtype) }
+            let bv = bias.map { $0.dtype == x.dtype || mixed ? $0 : $0.to(x.dtype) }
             let r = x.batchNorm(weight: wv, bias: bv, eps: eps)
             return (r.output, r.mean, r.variance * (Double(n) / Double(n - 1)))
         }

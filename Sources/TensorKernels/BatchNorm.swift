@@ -6,12 +6,45 @@
 /// Forward:  y = (x − μ)·invstd·γ + β,  invstd = 1/√(σ² + eps), σ² biased.
 /// Backward (Ioffe & Szegedy 2015, with x̂ = (x − μ)·invstd and M = outer·inner):
 ///   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ·invstd/M · (M·dy − dβ − x̂·dγ).
+///
+/// The input, output and their gradients are stored as `S` and the parameters and
+/// statistics as `T` (both Float32 or Float64, or Float16/BFloat16 storage with Float32
+/// statistics: mixed precision without Float32 copies of the activations). Elements are
+/// widened to `T` as they are read and rounded to `S` once as they are written.
+
+/// How a batch-norm kernel reads and writes its input/output elements.
+public protocol BatchNormStorage {
+    /// This value as `T` (exact for the widening conversions the kernels use).
+    func widened<T: BinaryFloatingPoint>(to: T.Type) -> T
+    /// `v` rounded to this type.
+    static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> Self
+}
+
+extension Float: BatchNormStorage {
+    @inlinable public func widened<T: BinaryFloatingPoint>(to: T.Type) -> T { T(self) }
+    @inlinable public static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> Float { Float(v) }
+}
+
+extension Double: BatchNormStorage {
+    @inlinable public func widened<T: BinaryFloatingPoint>(to: T.Type) -> T { T(self) }
+    @inlinable public static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> Double { Double(v) }
+}
+
+extension Float16: BatchNormStorage {
+    @inlinable public func widened<T: BinaryFloatingPoint>(to: T.Type) -> T { T(Float(self)) }
+    @inlinable public static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> Float16 { Float16(Float(v)) }
+}
+
+extension BFloat16: BatchNormStorage {
+    @inlinable public func widened<T: BinaryFloatingPoint>(to: T.Type) -> T { T(floatValue) }
+    @inlinable public static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> BFloat16 { BFloat16(Float(v)) }
+}
 
 @inlinable
-public func batchNormForward<T: BinaryFloatingPoint>(
-    _ x: UnsafePointer<T>, outer: Int, channels: Int, inner: Int,
+public func batchNormForward<T: BinaryFloatingPoint, S: BatchNormStorage>(
+    _ x: UnsafePointer<S>, outer: Int, channels: Int, inner: Int,
     gamma: UnsafePointer<T>?, beta: UnsafePointer<T>?, eps: Double,
-    _ y: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>, variance: UnsafeMutablePointer<T>
+    _ y: UnsafeMutablePointer<S>, mean: UnsafeMutablePointer<T>, variance: UnsafeMutablePointer<T>
 ) {
     let m = outer * inner
     if m == 0 || channels == 0 { return }
@@ -25,7 +58,7 @@ public func batchNormForward<T: BinaryFloatingPoint>(
             for o in 0..<outer {
                 let p = x + o * stride + c * inner
                 var rs = 0.0
-                for i in 0..<inner { rs += Double(p[i]) }
+                for i in 0..<inner { rs += Double(p[i].widened(to: T.self)) }
                 s += rs
             }
             let mu = s / Double(m)
@@ -33,7 +66,7 @@ public func batchNormForward<T: BinaryFloatingPoint>(
             for o in 0..<outer {
                 let p = x + o * stride + c * inner
                 var rs = 0.0
-                for i in 0..<inner { let d = Double(p[i]) - mu; rs += d * d }
+                for i in 0..<inner { let d = Double(p[i].widened(to: T.self)) - mu; rs += d * d }
                 ss += rs
             }
             let v = ss / Double(m)
@@ -43,7 +76,7 @@ public func batchNormForward<T: BinaryFloatingPoint>(
             let scale = T(invstd * g), shift = T(b - mu * invstd * g)
             for o in 0..<outer {
                 let p = x + o * stride + c * inner, q = y + o * stride + c * inner
-                for i in 0..<inner { q[i] = p[i] * scale + shift }
+                for i in 0..<inner { q[i] = S.narrowed(p[i].widened(to: T.self) * scale + shift) }
             }
             mb.value[c] = T(mu)
             vb.value[c] = T(v)
@@ -52,10 +85,10 @@ public func batchNormForward<T: BinaryFloatingPoint>(
 }
 
 @inlinable
-public func batchNormBackward<T: BinaryFloatingPoint>(
-    _ dy: UnsafePointer<T>, _ x: UnsafePointer<T>, outer: Int, channels: Int, inner: Int,
+public func batchNormBackward<T: BinaryFloatingPoint, S: BatchNormStorage>(
+    _ dy: UnsafePointer<S>, _ x: UnsafePointer<S>, outer: Int, channels: Int, inner: Int,
     gamma: UnsafePointer<T>?, mean: UnsafePointer<T>, variance: UnsafePointer<T>, eps: Double,
-    dx: UnsafeMutablePointer<T>, dgamma: UnsafeMutablePointer<T>, dbeta: UnsafeMutablePointer<T>
+    dx: UnsafeMutablePointer<S>, dgamma: UnsafeMutablePointer<T>, dbeta: UnsafeMutablePointer<T>
 ) {
     let m = outer * inner
     if channels == 0 { return }
@@ -73,9 +106,9 @@ public func batchNormBackward<T: BinaryFloatingPoint>(
                 let pg = dy + o * stride + c * inner, px = x + o * stride + c * inner
                 var a = 0.0, b = 0.0
                 for i in 0..<inner {
-                    let g = Double(pg[i])
+                    let g = Double(pg[i].widened(to: T.self))
                     a += g
-                    b += g * (Double(px[i]) - mu)
+                    b += g * (Double(px[i].widened(to: T.self)) - mu)
                 }
                 sdy += a
                 sdyx += b
@@ -92,7 +125,7 @@ public func batchNormBackward<T: BinaryFloatingPoint>(
             let c0 = T(-k * sdy + k * sdyx * invstd * mu)
             for o in 0..<outer {
                 let pg = dy + o * stride + c * inner, px = x + o * stride + c * inner, q = dx + o * stride + c * inner
-                for i in 0..<inner { q[i] = a * pg[i] + b * px[i] + c0 }
+                for i in 0..<inner { q[i] = S.narrowed(a * pg[i].widened(to: T.self) + b * px[i].widened(to: T.self) + c0) }
             }
         }
     }
