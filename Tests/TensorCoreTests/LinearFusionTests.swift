@@ -76,6 +76,40 @@ final class LinearFusionTests: XCTestCase {
                           "the second backward allocated a weight-sized temporary")
     }
 
+    /// Inside a checkpointed segment the parameter is a fresh leaf; the checkpoint node
+    /// moves the real `.grad` to it for the recomputed backward, so the fused GEMM still
+    /// adds in place: the accumulated gradient equals the plain run's (up to rounding) and
+    /// a later micro-batch allocates no weight-sized temporary. A tensor hook on the weight
+    /// turns the in-place path off and sees each contribution.
+    func testCheckpointedSegmentAccumulatesInPlace() {
+        let w0 = randn([512, 256], seed: 15), b0 = randn([512], seed: 16)
+        let xs = [randn([4, 256], seed: 17), randn([4, 256], seed: 18)]
+        let plain = w0.requiringGrad(), plainB = b0.requiringGrad()
+        let ck = w0.requiringGrad(), ckB = b0.requiringGrad()
+        for x in xs {
+            enableGrad { x.linear(plain, bias: plainB).tanh().sum() }.backward()
+        }
+        enableGrad { checkpoint([xs[0], ck, ckB]) { t in t[0].linear(t[1], bias: t[2]).tanh() }.sum() }.backward()
+        let loss = enableGrad { checkpoint([xs[1], ck, ckB]) { t in t[0].linear(t[1], bias: t[2]).tanh() }.sum() }
+        Memory.resetPeak()
+        let before = Memory.stats().current
+        loss.backward()
+        let weightBytes = 512 * 256 * 4
+        XCTAssertLessThan(Memory.stats().peak - before, weightBytes / 2, "the checkpointed backward allocated a weight-sized temporary")
+        let scale = plain.grad!.abs().amax().item()
+        XCTAssertLessThan((ck.grad! - plain.grad!).abs().amax().item(), 1e-6 * scale)
+        XCTAssertLessThan((ckB.grad! - plainB.grad!).abs().amax().item(), 1e-6 * plainB.grad!.abs().amax().item())
+
+        let hooked = w0.requiringGrad()
+        let seen = HookLog()
+        hooked.registerHook { g in seen.append(g.abs().sum().item()); return nil }
+        for x in xs {
+            enableGrad { checkpoint([x, hooked, ckB.detached()]) { t in t[0].linear(t[1], bias: t[2]).tanh() }.sum() }.backward()
+        }
+        XCTAssertEqual(seen.values.count, 2, "the hook sees each contribution")
+        XCTAssertLessThan((hooked.grad! - plain.grad!).abs().amax().item(), 1e-6 * scale)
+    }
+
     /// Autocast's mixed call: half input, Float32 master weight and bias. The output is half;
     /// the weight and bias gradients are Float32 and equal the Float32 computation on the
     /// same (half-valued) input; no weight-sized temporary in forward or backward.

@@ -13,6 +13,13 @@
 ///    gradients of `inputs`, which the outer backward accumulates as usual (so leaf hooks,
 ///    such as data-parallel ones, fire from the outer pass in the ordinary order).
 ///
+/// An input that is a leaf without tensor hooks (a parameter) is accumulated in place
+/// (`GradNode.accumulateFused`): its existing `.grad` is moved to the fresh leaf before the
+/// recomputed backward and moved back after it, so a fused op inside (`Tensor.linear`'s
+/// `grad += gᵀx`) adds straight into it and no parameter-sized temporary is made — what
+/// micro-batching with checkpointing needs. The sum is the same; only the order of the
+/// additions differs from returning the contribution (equal up to rounding).
+///
 /// Every tensor `f` uses that needs a gradient must be in `inputs`: a tensor `f` captures
 /// from outside is treated as a constant and gets no gradient. (The module form,
 /// `checkpoint(_:_:)` in Layers, passes a module's parameters for you.) Gradients equal
@@ -44,11 +51,30 @@ public func checkpoint(_ inputs: [Tensor], preserveRNGState: Bool = true,
         if rngBefore != nil { Generator.default.currentState = rngAfter }
         precondition(recomputed.shape == gradient.shape,
                      "checkpoint: the recomputation returned shape \(shapeString(recomputed.shape)), the first run \(shapeString(gradient.shape)); the segment must be a function of its inputs")
+        // Leaf inputs whose `.grad` is accumulated in place (each node once).
+        var seen: Set<ObjectIdentifier> = []
+        let inPlace = inputs.indices.filter { i in
+            guard needsGrad[i], let node = inputs[i].gradNode, node.isLeaf else { return false }
+            return seen.insert(ObjectIdentifier(node)).inserted
+        }
+        var fused = Array(repeating: false, count: inputs.count)
+        for i in inPlace {
+            guard let existing = inputs[i].gradNode!.takeForFusion() else { continue }
+            var leaf = leaves[i]
+            leaf.grad = existing  // the only reference: fused ops inside write in place
+            fused[i] = true
+        }
         if recomputed.gradNode != nil {
             BackwardEngine.run(roots: [(recomputed.gradNode!, gradient)], retainGraph: false)
         }
+        for i in inPlace where fused[i] {
+            var leaf = leaves[i]
+            let total = leaf.grad ?? Tensor.zeros(leaf.shape, dtype: leaf.dtype)
+            leaf.grad = nil
+            inputs[i].gradNode!.putFused(total)
+        }
         return leaves.enumerated().map { i, leaf in
-            needsGrad[i] ? (leaf.grad ?? Tensor.zeros(leaf.shape, dtype: leaf.dtype)) : nil
+            needsGrad[i] && !fused[i] ? (leaf.grad ?? Tensor.zeros(leaf.shape, dtype: leaf.dtype)) : nil
         }
     }
 }

@@ -107,6 +107,29 @@ extension GradNode {
         }
     }
 
+    /// Takes this leaf's `.grad` out for an in-place accumulation done elsewhere (the
+    /// checkpoint node's recomputed backward), leaving nil; `putFused` puts the result back.
+    /// Returns nil (and takes nothing) when fusion is not allowed, as for `accumulateFused`;
+    /// otherwise `.some(existing)`.
+    func takeForFusion() -> Tensor?? {
+        guard isLeaf else { return nil }
+        return state.withLock { s in
+            guard s.hooks.isEmpty else { return nil }
+            defer { s.grad = nil }
+            return .some(s.grad)
+        }
+    }
+
+    /// Puts back the gradient taken by `takeForFusion`, now including a fused contribution.
+    func putFused(_ grad: Tensor) {
+        precondition(grad.shape == shape && grad.dtype == dtype,
+                     "putFused: the gradient written for a \(shapeString(shape)) \(dtype) leaf is \(shapeString(grad.shape)) \(grad.dtype)")
+        state.withLock { s in
+            s.grad = grad
+            s.fusedContribution = true
+        }
+    }
+
     var hasFusedContribution: Bool { state.withLock { $0.fusedContribution } }
 
     /// Ends a backward for a leaf that received only fused contributions: post-accumulate hooks.
