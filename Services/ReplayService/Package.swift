@@ -44,6 +44,7 @@ let package = Package(
                 .product(name: "ReplayStorage", package: "Loom"),
                 .product(name: "TensorCore", package: "Loom"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -63,6 +64,7 @@ let package = Package(
                 .product(name: "ReplayStorage", package: "Loom"),
                 .product(name: "TensorCore", package: "Loom"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]

@@ -105,6 +105,12 @@ public final class ReplayServer: Sendable {
         try table(name).sample(count: count, timeout: timeout)
     }
 
+    /// Samples 1...`count` items from `table` when its rate limiter allows one now, else
+    /// none, without waiting (see `ReplayTable.trySample`).
+    public func trySample(table name: String, count: Int = 1) throws(ReplayError) -> [ReplaySample] {
+        try table(name).trySample(count: count)
+    }
+
     /// Updates priorities and deletes items of `table` (see `ReplayTable.mutatePriorities`).
     public func mutatePriorities(table name: String, updates: [(key: UInt64, priority: Double)] = [],
                                  deletes: [UInt64] = []) throws(ReplayError) {

@@ -117,6 +117,28 @@ public final class ReplayTable: @unchecked Sendable {
         sync.lock()
         defer { sync.unlock() }
         try waitLocked(.sample, deadline: deadline, timeout: timeout, what: "sample") { !items.isEmpty && limiter.canSample(1) }
+        return sampleBatchLocked(count)
+    }
+
+    /// Like `sample(count:timeout:)` but never waits: returns between 1 and `count` samples
+    /// when the rate limiter allows one now, otherwise an empty array (recording no blocked
+    /// call and no timeout). Lets a caller on a thread that must not block (an event loop, a
+    /// task) take the common, non-blocking case inline and hand only real waits to a thread.
+    ///
+    /// Throws `.invalidArgument` when `count < 1`, `.cancelled` when the table is closed.
+    public func trySample(count: Int = 1) throws(ReplayError) -> [ReplaySample] {
+        guard count >= 1 else {
+            throw ReplayError(.invalidArgument, "table '\(config.name)': sample count \(count) must be >= 1")
+        }
+        sync.lock()
+        defer { sync.unlock() }
+        if closed { throw ReplayError(.cancelled, "table '\(config.name)': sample refused: the table is closed") }
+        guard !items.isEmpty && limiter.canSample(1) else { return [] }
+        return sampleBatchLocked(count)
+    }
+
+    /// Samples while the rate limiter allows, up to `count` (at least one: the caller checked).
+    private func sampleBatchLocked(_ count: Int) -> [ReplaySample] {
         var out: [ReplaySample] = []
         out.reserveCapacity(Swift.min(count, items.count))
         repeat {

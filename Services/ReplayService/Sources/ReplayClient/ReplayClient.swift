@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCProtobuf
 import ReplayService
 import ReplayServiceProto
 import ReplayStorage
@@ -35,10 +36,13 @@ public final class ReplayClient: Sendable {
             target = ResolvableTargets.DNS(host: host, port: port)
         }
         let config = HTTP2ClientTransport.Posix.Config.defaults { c in
-            // The window bounds how far the server streams samples ahead of a slow reader:
-            // keep it moderate (the server's own window, for inserts, is larger).
+            // How far the server may stream ahead of the reader is bounded by the Sample
+            // calls themselves (`ReplaySamples`' in-flight budget, `ReplaySampler.stream`'s
+            // bounded calls), so the window only has to keep large responses (a batch of
+            // 256 frames is 7 MiB) from stalling on flow-control round trips: 2 MiB took
+            // four WINDOW_UPDATE round trips per such batch.
             c.http2.maxFrameSize = 1 << 20
-            c.http2.targetWindowSize = 2 << 20
+            c.http2.targetWindowSize = 16 << 20
         }
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
                                                        config: config)
@@ -107,6 +111,9 @@ public final class ReplayClient: Sendable {
     /// batch), calling `onBatch` with each decoded batch as it arrives; `onBatch` returns
     /// false to stop early (the call is then cancelled). Each batch waits at most `timeout`
     /// for the rate limiter (nil = forever).
+    ///
+    /// Responses are decoded by `SampleBatchDeserializer` straight from the message bytes
+    /// (one copy of each column into tensor storage), on the task reading the stream.
     public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil,
                        onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
         var request = Loom_Replay_SampleRequest()
@@ -116,25 +123,18 @@ public final class ReplayClient: Sendable {
         request.timeoutMs = timeout.map(Self.milliseconds) ?? 0
         let options = self.options
         try await call("sample from '\(table)'") {
-            try await stub.sample(request, metadata: metadata, options: options) { response in
-                for try await message in response.messages {
-                    var batch: [ReplaySample] = []
-                    batch.reserveCapacity(message.items.count)
-                    for item in message.items { batch.append(try Self.decode(item, table: table)) }
+            try await grpc.serverStreaming(
+                request: ClientRequest(message: request, metadata: metadata),
+                descriptor: Loom_Replay_ReplayService.Method.Sample.descriptor,
+                serializer: ProtobufSerializer<Loom_Replay_SampleRequest>(),
+                deserializer: SampleBatchDeserializer(table: table),
+                options: options
+            ) { response in
+                for try await batch in response.messages {
                     if try await !onBatch(batch) { return }
                 }
             }
         }
-    }
-
-    /// Rebuilds a sample from the wire: one chunk keyed by the item key.
-    static func decode(_ item: Loom_Replay_SampledItem, table: String) throws(ReplayError) -> ReplaySample {
-        let info = SampleInfo(wire: item.info)
-        var columns: [Tensor] = []
-        columns.reserveCapacity(item.columns.count)
-        for (i, c) in item.columns.enumerated() { columns.append(try c.tensor("sampled item \(info.key) column \(i)")) }
-        let chunk = try Chunk(key: info.key, columns: columns)
-        return ReplaySample(item: ReplayItem(key: info.key, table: table, priority: info.priority, chunks: [chunk]), info: info)
     }
 
     /// Sets priorities of `updates` and deletes `deletes` in `table`.

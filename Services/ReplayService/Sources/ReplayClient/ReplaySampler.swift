@@ -39,7 +39,11 @@ public struct ReplaySampler: Sendable {
     /// (several batches in flight; no round trip per batch), `limit` samples in all (split
     /// between the workers). Each worker issues Sample calls of `samplesPerCall` samples
     /// (default: 8 batches, at least 256) back to back, so the server never samples more
-    /// than one call ahead of a worker that stops. `onBatch` is called concurrently from the
+    /// than one call ahead of a worker that stops. With `flexibleBatchSize` set (below
+    /// `batchSize`), the server sends responses of that many items and the worker joins
+    /// them into batches of `batchSize` (the last of a call may be smaller): large
+    /// responses (a batch of 256 frames is 7 MiB) cost more in gRPC's buffering than
+    /// several smaller ones. `onBatch` is called concurrently from the
     /// workers and returns false to stop its worker (the rest of that worker's current call
     /// is read and dropped, so the call ends normally). Returns when every worker stopped
     /// or reached its share.
@@ -48,6 +52,7 @@ public struct ReplaySampler: Sendable {
         let workers = Swift.max(1, workers)
         let perCall = Swift.max(1, samplesPerCall ?? Swift.max(256, 8 * batchSize))
         let client = self.client, table = self.table, batchSize = self.batchSize, timeout = self.timeout
+        let wireBatch = flexibleBatchSize > 0 ? Swift.min(flexibleBatchSize, batchSize) : batchSize
         try await withThrowingTaskGroup(of: Void.self) { group in
             for w in 0..<workers {
                 let share = limit / workers + (w < limit % workers ? 1 : 0)
@@ -57,11 +62,14 @@ public struct ReplaySampler: Sendable {
                     var remaining = share
                     while remaining > 0 && !stopped.isSet {
                         let n = Swift.min(perCall, remaining)
-                        try await client.sample(table: table, count: n, batchSize: batchSize, timeout: timeout) { batch in
+                        let pending = BatchJoiner(capacity: batchSize)
+                        try await client.sample(table: table, count: n, batchSize: wireBatch, timeout: timeout) { response in
                             if stopped.isSet { return true }  // drain
+                            guard let batch = pending.add(response) else { return true }
                             if try await !onBatch(batch) { stopped.set() }
                             return true
                         }
+                        if !stopped.isSet, let rest = pending.flush(), try await !onBatch(rest) { stopped.set() }
                         remaining -= n
                     }
                 }
@@ -76,4 +84,38 @@ private final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
+}
+
+/// Joins a call's responses into batches of `capacity` (used by one worker's response
+/// handler at a time). `@unchecked Sendable`: the handler runs on one task, and `flush` after
+/// the call returned.
+private final class BatchJoiner: @unchecked Sendable {
+    let capacity: Int
+    var samples: [ReplaySample] = []
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// A full batch once `capacity` samples are together (a response that already has
+    /// them goes through untouched; responses are at most `capacity` long, so one add
+    /// completes at most one batch).
+    func add(_ response: [ReplaySample]) -> [ReplaySample]? {
+        if samples.isEmpty && response.count >= capacity { return response }
+        if samples.isEmpty { samples.reserveCapacity(capacity) }
+        samples += response
+        guard samples.count >= capacity else { return nil }
+        if samples.count == capacity {
+            defer { samples = [] }
+            return samples
+        }
+        let full = Array(samples[..<capacity])
+        samples.removeFirst(capacity)
+        return full
+    }
+
+    /// What is left at the end of a call, if anything.
+    func flush() -> [ReplaySample]? {
+        guard !samples.isEmpty else { return nil }
+        defer { samples = [] }
+        return samples
+    }
 }

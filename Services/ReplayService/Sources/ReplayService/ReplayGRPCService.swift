@@ -8,7 +8,9 @@ import TensorCore
 /// `ReplayServer` method.
 ///
 /// Blocking calls (insert, sample) run on threads of their own (`runBlocking`), so a sample
-/// waiting for data stalls neither the NIO event loops nor the cooperative thread pool.
+/// waiting for data stalls neither the NIO event loops nor the cooperative thread pool; a
+/// sample batch the rate limiter allows at once is taken inline (`ReplayTable.trySample`).
+/// Sample responses are encoded by `SampleBatchSerializer` (see `registerMethods`).
 /// Errors become statuses through `RPCError.init(_: ReplayError)`.
 public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol {
     /// The tables served.
@@ -109,24 +111,47 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
         }
     }
 
+    /// The generated protocol's Sample handler, over generated messages. The served route
+    /// is `sampleBatches` (registered by `registerMethods` with `SampleBatchSerializer`);
+    /// this one stays for callers holding the service as a `SimpleServiceProtocol`.
     public func sample(request: Loom_Replay_SampleRequest, response: RPCWriter<Loom_Replay_SampleResponse>,
                        context: ServerContext) async throws {
-        let replay = self.replay
+        try await sampleBatches(request: request, context: context) { samples in
+            var message = Loom_Replay_SampleResponse()
+            message.items = samples.map { s in
+                var item = Loom_Replay_SampledItem()
+                item.info = Loom_Replay_SampleInfo(s.info)
+                item.columns = (0..<s.item.columnCount).map { Loom_Replay_TensorData(s.item.column($0)) }
+                return item
+            }
+            try await response.write(message)
+        }
+    }
+
+    /// Streams `request.num_samples` samples in flexible batches of up to
+    /// `request.flexible_batch_size` (0 = all in one), calling `write` with each batch.
+    ///
+    /// Each batch is one table call under one lock (`ReplayTable.trySample`), run inline on
+    /// this task when the rate limiter allows a sample now (the common case: no thread
+    /// hand-off); only a batch that must wait goes to the blocking pool (`runBlocking`).
+    public func sampleBatches(request: Loom_Replay_SampleRequest, context: ServerContext,
+                              write: ([ReplaySample]) async throws -> Void) async throws {
         let metrics = self.metrics
-        let table = request.table
+        let name = request.table
+        let table: ReplayTable
         let count: Int
         let batch: Int
         let timeout: Duration?
         do throws(ReplayError) {
-            _ = try replay.table(table)
+            table = try replay.table(name)
             guard request.numSamples >= 1 else {
-                throw ReplayError(.invalidArgument, "sample from '\(table)': num_samples \(request.numSamples) must be >= 1")
+                throw ReplayError(.invalidArgument, "sample from '\(name)': num_samples \(request.numSamples) must be >= 1")
             }
             guard request.flexibleBatchSize >= 0 else {
                 throw ReplayError(.invalidArgument,
-                                  "sample from '\(table)': flexible_batch_size \(request.flexibleBatchSize) must be >= 0 (0 = all at once)")
+                                  "sample from '\(name)': flexible_batch_size \(request.flexibleBatchSize) must be >= 0 (0 = all at once)")
             }
-            timeout = try wireTimeout(request.timeoutMs, "sample from '\(table)'")
+            timeout = try wireTimeout(request.timeoutMs, "sample from '\(name)'")
             count = Int(request.numSamples)
             batch = request.flexibleBatchSize == 0 ? count : Int(request.flexibleBatchSize)
         } catch {
@@ -136,28 +161,26 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
         // A client that stops reading cancels the call. gRPC reports that through
         // `context.cancellation`, not by cancelling this task: without the check, a cancelled
         // stream kept sampling and writing into the void (the bench's first b1 runs starved
-        // behind such streams). The blocking call itself is not interruptible; check between
+        // behind such streams). A blocking wait itself is not interruptible; check between
         // batches.
         while remaining > 0 && !context.cancellation.isCancelled && !Task.isCancelled {
             let n = Swift.min(batch, remaining)
             let samples: [ReplaySample]
             do throws(ReplayError) {
                 let start = ContinuousClock.now
-                samples = try await runBlocking { () throws(ReplayError) in
-                    try replay.sample(table: table, count: n, timeout: timeout)
+                let ready = try table.trySample(count: n)
+                if !ready.isEmpty {
+                    samples = ready
+                } else {
+                    samples = try await runBlocking { () throws(ReplayError) in
+                        try table.sample(count: n, timeout: timeout)
+                    }
                 }
-                metrics?.recordSamples(table: table, count: samples.count, elapsed: ContinuousClock.now - start)
+                metrics?.recordSamples(table: name, count: samples.count, elapsed: ContinuousClock.now - start)
             } catch {
                 throw RPCError(error)
             }
-            var message = Loom_Replay_SampleResponse()
-            message.items = samples.map { s in
-                var item = Loom_Replay_SampledItem()
-                item.info = Loom_Replay_SampleInfo(s.info)
-                item.columns = (0..<s.item.columnCount).map { Loom_Replay_TensorData(s.item.column($0)) }
-                return item
-            }
-            try await response.write(message)
+            try await write(samples)
             remaining -= samples.count
         }
     }

@@ -51,22 +51,7 @@ extension Loom_Replay_TensorData {
     /// dtype is unknown, a dimension is negative, or the byte count does not match the shape.
     public func tensor(_ what: @autoclosure () -> String) throws(ReplayError) -> Tensor {
         let dt = try DType(wire: dtype, what: what())
-        var dims: [Int] = []
-        var elements = 1
-        for d in shape {
-            guard d >= 0, d <= Int64(Int32.max) else {
-                throw ReplayError(.invalidArgument, "\(what()): shape \(shape) has dimension \(d), expected 0...\(Int32.max)")
-            }
-            dims.append(Int(d))
-            let (p, overflow) = elements.multipliedReportingOverflow(by: Int(d))
-            guard !overflow else { throw ReplayError(.invalidArgument, "\(what()): shape \(shape) is too large") }
-            elements = p
-        }
-        let expected = elements.multipliedReportingOverflow(by: dt.byteSize)
-        guard !expected.overflow, data.count == expected.partialValue else {
-            throw ReplayError(.invalidArgument,
-                              "\(what()): \(data.count) bytes of data, expected \(expected.partialValue) for \(dt) shape \(dims)")
-        }
+        let dims = try checkedShape(shape, dtype: dt, byteCount: data.count, what: what())
         return Tensor(rawBytes: data, shape: dims, dtype: dt)
     }
 }

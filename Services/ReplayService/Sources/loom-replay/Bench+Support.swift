@@ -6,7 +6,10 @@ import ReplayStorage
 import Synchronization
 import TensorCore
 
-/// A payload kind: its step tensor, items per Insert message, and prefill for sampling.
+/// A payload kind: its step tensor, items per Insert message, prefill for sampling, and
+/// items per Sample response for batches of 256 (`responseItems`: whole batches for f32,
+/// 64 frames = 1.8 MB per response for frames, where a 7 MB response measured slower than
+/// four joined on the client; whole f32 batches measured faster than joined ones).
 struct BenchPayload {
     let name: String
     let shape: [Int]
@@ -14,13 +17,16 @@ struct BenchPayload {
     let itemsPerMessage: Int
     let prefill: Int
     let maxSize: Int
+    let responseItems: Int
 
     init?(name: String) {
         switch name {
         case "f32x100":
             self.name = name; shape = [100]; dtype = .float32; itemsPerMessage = 128; prefill = 10_000; maxSize = 1_000_000
+            responseItems = 256
         case "u8x84x84x4":
             self.name = name; shape = [84, 84, 4]; dtype = .uint8; itemsPerMessage = 16; prefill = 2_000; maxSize = 20_000
+            responseItems = 64
         default:
             return nil
         }

@@ -11,11 +11,12 @@ import TensorCore
 ///
 /// Rows, for each payload and each selector used as the sampler (remover FIFO, MinSize(1)):
 /// `insert` (items/s through the streaming `TrajectoryWriter`, one step per item, counted
-/// from the server's confirmation at the end of the stream), `sample_b1` (samples/s,
-/// flexible batch 1, 4 Sample streams in flight) and `sample_b256` (samples/s in batches of
-/// 256, 2 streams in flight). Plus `ratio4` for f32x100: a SampleToInsertRatio(4) table with
-/// one inserter and one sampler process (`loom-replay bench-worker`), rates taken from the
-/// server's counters.
+/// from the server's confirmation at the end of the stream), `sample_b1` (samples/s consumed
+/// one at a time through `ReplaySamples`: 256 samples in flight on 2 Sample calls, responses
+/// of up to 64 items) and `sample_b256` (samples/s in batches of 256, 2 streams in flight;
+/// frames come in responses of 64 joined on the client).
+/// Plus `ratio4` per payload: a SampleToInsertRatio(4) table with one inserter and one
+/// sampler process (`loom-replay bench-worker`), rates taken from the server's counters.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark a loom-replay server process over loopback (JSONL on stdout).")
@@ -44,10 +45,22 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The loom-replay executable that serves (default: this one).")
     var server: String?
 
+    @Option(name: .customLong("b1-in-flight"), help: "sample_b1: samples requested ahead of the consumer, at most (Reverb's side: 256).")
+    var b1InFlight: Int = 256
+
+    @Option(name: .customLong("b1-workers"), help: "sample_b1: concurrent Sample calls.")
+    var b1Workers: Int = 2
+
+    @Option(name: .customLong("b1-flexible-batch"), help: "sample_b1: items per response message.")
+    var b1FlexibleBatch: Int = 64
+
     func validate() throws {
         guard seconds > 0 else { throw ValidationError("--seconds \(seconds): expected > 0") }
         guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected >= 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): expected >= 0") }
+        guard b1Workers >= 1, b1InFlight >= b1Workers, b1FlexibleBatch >= 1 else {
+            throw ValidationError("--b1-workers \(b1Workers), --b1-in-flight \(b1InFlight), --b1-flexible-batch \(b1FlexibleBatch): expected workers >= 1, in-flight >= workers, flexible batch >= 1")
+        }
         for p in list(payloads) where BenchPayload(name: p) == nil {
             throw ValidationError("--payloads: unknown payload '\(p)'; expected f32x100 or u8x84x84x4")
         }
@@ -75,7 +88,7 @@ struct Bench: AsyncParsableCommand {
         for payloadName in list(payloads) {
             let payload = BenchPayload(name: payloadName)!
             let sels = list(selectors)
-            let withRatio = rows.contains("ratio4") && payload.name == "f32x100"
+            let withRatio = rows.contains("ratio4")
             let server = try BenchServer.start(executable: exe, payload: payload, selectors: sels, withRatio: withRatio)
             defer { server.stop() }
             let client = try ReplayClient(port: server.port)
@@ -97,11 +110,20 @@ struct Bench: AsyncParsableCommand {
                     guard filled == payload.prefill else {
                         throw ValidationError("prefill of \(table): \(filled) items inserted, expected \(payload.prefill)")
                     }
-                    for (metric, batch, workers) in [("sample_b1", 1, 4), ("sample_b256", 256, 2)] where rows.contains(metric) {
-                        _ = try await measureSample(client: client, table: table, batch: batch, workers: workers, seconds: warmup)
+                    if rows.contains("sample_b1") {
+                        _ = try await measureSingleSamples(client: client, table: table, seconds: warmup)
                         for _ in 0..<repeats {
-                            let rate = try await measureSample(client: client, table: table, batch: batch, workers: workers, seconds: seconds)
-                            emit(jsonLine(payload: payload.name, selector: sel, metric: metric, rate: rate))
+                            let rate = try await measureSingleSamples(client: client, table: table, seconds: seconds)
+                            emit(jsonLine(payload: payload.name, selector: sel, metric: "sample_b1", rate: rate))
+                        }
+                    }
+                    if rows.contains("sample_b256") {
+                        _ = try await measureSample(client: client, table: table, batch: 256, workers: 2,
+                                              responseItems: payload.responseItems, seconds: warmup)
+                        for _ in 0..<repeats {
+                            let rate = try await measureSample(client: client, table: table, batch: 256, workers: 2,
+                                                             responseItems: payload.responseItems, seconds: seconds)
+                            emit(jsonLine(payload: payload.name, selector: sel, metric: "sample_b256", rate: rate))
                         }
                     }
                 }
@@ -157,10 +179,48 @@ struct Bench: AsyncParsableCommand {
         return Int(try await writer.flush(timeout: .seconds(30)))
     }
 
-    /// Samples/s over `seconds` with `workers` Sample streams in flight, batches of `batch`.
-    func measureSample(client: ReplayClient, table: String, batch: Int, workers: Int, seconds: Double) async throws -> Double {
+    /// `sample_b1`: samples/s consumed one at a time (`ReplaySamples.Iterator.next()`, one
+    /// sample per call) over `seconds`, with `b1Workers` Sample calls and at most
+    /// `b1InFlight` samples requested ahead of the consumer, responses of up to
+    /// `b1FlexibleBatch` items. Like Reverb's side: its client sampler with 256 samples in
+    /// flight, `GetNextTrajectory()` once per sample, the clock read every 16 samples.
+    func measureSingleSamples(client: ReplayClient, table: String, seconds: Double) async throws -> Double {
         guard seconds > 0 else { return 0 }
-        let sampler = try ReplaySampler(client: client, table: table, batchSize: batch, timeout: .seconds(30))
+        let sampler = try ReplaySampler(client: client, table: table, batchSize: 1, timeout: .seconds(30))
+        var samples = try sampler.samples(workers: b1Workers, maxInFlight: b1InFlight, flexibleBatchSize: b1FlexibleBatch)
+            .makeAsyncIterator()
+        trace("sample \(table) one at a time, \(b1Workers) workers, \(b1InFlight) in flight, flexible batch \(b1FlexibleBatch), for \(seconds)s")
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + .seconds(seconds)
+        var n = 0
+        var check = 0
+        var now = start
+        while now < deadline {
+            for _ in 0..<16 {
+                guard let s = try await samples.next() else { throw ValidationError("sample_b1: the sample stream of \(table) ended") }
+                // Touch the data like a learner would (the column's element count).
+                check &+= s.item.column(0).count
+            }
+            n += 16
+            now = clock.now
+        }
+        let elapsed = (now - start).seconds
+        let left = try await samples.stop()
+        guard check > 0 else { throw ValidationError("sample_b1: empty samples") }
+        trace("sample done: \(n) in \(elapsed)s (\(left.count) received, not consumed)")
+        return Double(n) / elapsed
+    }
+
+    /// Samples/s over `seconds` with `workers` Sample streams in flight, batches of `batch`.
+    func measureSample(client: ReplayClient, table: String, batch: Int, workers: Int, responseItems: Int,
+                       seconds: Double) async throws -> Double {
+        guard seconds > 0 else { return 0 }
+        // Responses of up to `responseItems` items joined into batches of `batch` on the
+        // client (frames), like Reverb's dataset (flexible batches from the server,
+        // `.batch(256)` on the client).
+        let sampler = try ReplaySampler(client: client, table: table, batchSize: batch,
+                                        flexibleBatchSize: Swift.min(batch, responseItems), timeout: .seconds(30))
         let counter = BenchCounter()
         let clock = ContinuousClock()
         let start = clock.now

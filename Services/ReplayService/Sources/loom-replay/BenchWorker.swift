@@ -39,7 +39,10 @@ struct BenchWorker: AsyncParsableCommand {
             }
             _ = try? await writer.flush(timeout: .seconds(2))
         case "sample":
-            let sampler = try ReplaySampler(client: client, table: table, batchSize: 64, timeout: .seconds(30))
+            // Batches of 256 with 2 calls in flight, like Reverb's ratio4 sampler
+            // (TrajectoryDataset with 2 workers, .batch(256)); responses as in sample_b256.
+            let sampler = try ReplaySampler(client: client, table: table, batchSize: 256,
+                                            flexibleBatchSize: payload.responseItems, timeout: .seconds(30))
             try await sampler.stream(workers: 2) { _ in clock.now < deadline }
         default:
             throw ValidationError("--role \(role): expected insert or sample")

@@ -1,0 +1,423 @@
+import ReplayStorage
+import Synchronization
+
+/// One sample at a time from a table, with many in flight: `ReplaySampler.samples(...)`.
+///
+/// Workers (tasks) issue Sample calls of `samplesPerCall` items each, streamed by the server
+/// in flexible batches of up to `flexibleBatchSize` items per response message, and hand
+/// each decoded response whole to the consumer side. The consumer's `next()` returns one
+/// sample per call from the response it holds and touches shared state only when it needs
+/// the next response (once per response, not per sample).
+///
+/// In flight: a worker starts a call only when `maxInFlight` leaves room for it, counting
+/// every sample requested from the server and not yet handed to the consumer side (a
+/// response counts as handed over as a whole when `next()` takes it up). So the server never
+/// samples more than `maxInFlight` items ahead of the consumer (Reverb's
+/// `max_in_flight_samples_per_worker`, with the limit shared by all workers). Calls are not
+/// split into smaller ones to use partial room: each call costs a stream setup on both
+/// sides, and many small calls measured slower than a few whole ones.
+///
+/// Order: with one worker, samples come in the server's order; with several, responses of
+/// different calls interleave (each response's items stay in order).
+///
+/// Stopping: `stop()` starts no further call, reads the calls in flight to their end and
+/// returns every sample received but not handed out by `next()`, so nothing the server
+/// sampled is lost or delivered twice (e.g. a queue table: delivered + returned = the
+/// server's sample count). Cancelling the consumer's task, or dropping the iterator without
+/// `stop()`, cancels the calls in flight instead: the samples they carried are dropped.
+public struct ReplaySamples: AsyncSequence, Sendable {
+    public typealias Element = ReplaySample
+    public typealias Failure = any Error
+
+    /// The sampler whose client, table and timeout are used.
+    public let sampler: ReplaySampler
+    /// Samples to deliver in all (nil: until stopped).
+    public let limit: Int?
+    /// Concurrent Sample calls at most.
+    public let workers: Int
+    /// Items per Sample call.
+    public let samplesPerCall: Int
+    /// Items per response message.
+    public let flexibleBatchSize: Int
+    /// Samples requested and not yet handed to the consumer side, at most.
+    public let maxInFlight: Int
+
+    init(sampler: ReplaySampler, limit: Int?, workers: Int, maxInFlight: Int, flexibleBatchSize: Int,
+         samplesPerCall: Int?) {
+        self.sampler = sampler
+        self.limit = limit
+        self.workers = workers
+        self.maxInFlight = maxInFlight
+        self.flexibleBatchSize = flexibleBatchSize
+        self.samplesPerCall = samplesPerCall ?? Swift.max(1, maxInFlight / workers)
+    }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(config: self) }
+
+    /// Iterates one sample per `next()`; see `ReplaySamples`.
+    public struct Iterator: AsyncIteratorProtocol {
+        let owner: FeedOwner
+        var batch: [ReplaySample] = []
+        var index = 0
+
+        init(config: ReplaySamples) { owner = FeedOwner(SampleFeed(config)) }
+
+        /// The next sample; nil once `limit` samples were delivered (or after `stop()`).
+        /// Throws the first error of a Sample call (after the samples received before it)
+        /// and `CancellationError` when the awaiting task is cancelled.
+        public mutating func next() async throws -> ReplaySample? {
+            if index < batch.count {
+                defer { index += 1 }
+                return batch[index]
+            }
+            batch = []
+            index = 0
+            guard let next = try await owner.feed.take() else { return nil }
+            batch = next
+            index = 1
+            return next[0]
+        }
+
+        /// Stops: no new Sample call starts, the calls in flight are read to their end, and
+        /// the samples received but not yet returned by `next()` are returned (in the order
+        /// `next()` would have returned them). `next()` returns nil afterwards. Rethrows a
+        /// call's error other than cancellation.
+        public mutating func stop() async throws -> [ReplaySample] {
+            var rest = Array(batch[Swift.min(index, batch.count)...])
+            batch = []
+            index = 0
+            rest += try await owner.feed.stop()
+            return rest
+        }
+    }
+}
+
+extension ReplaySampler {
+    /// Single samples of the table (see `ReplaySamples`): `limit` in all (nil: until
+    /// `stop()`), up to `workers` Sample calls in flight, at most `maxInFlight` samples
+    /// requested ahead of the consumer (default 256, like Reverb's sampler in the bench),
+    /// responses of up to `flexibleBatchSize` items (0: this sampler's
+    /// `flexibleBatchSize`, or 64 when that is 0 too). `samplesPerCall` defaults to
+    /// `maxInFlight / workers`. This sampler's `batchSize` is not used.
+    public func samples(limit: Int? = nil, workers: Int = 2, maxInFlight: Int = 256, flexibleBatchSize: Int = 0,
+                        samplesPerCall: Int? = nil) throws(ReplayError) -> ReplaySamples {
+        guard workers >= 1 else { throw ReplayError(.invalidArgument, "samples of '\(table)': workers \(workers) must be >= 1") }
+        guard maxInFlight >= 1 else {
+            throw ReplayError(.invalidArgument, "samples of '\(table)': maxInFlight \(maxInFlight) must be >= 1")
+        }
+        if let limit, limit < 0 { throw ReplayError(.invalidArgument, "samples of '\(table)': limit \(limit) must be >= 0") }
+        if let samplesPerCall, samplesPerCall < 1 || samplesPerCall > maxInFlight {
+            throw ReplayError(.invalidArgument,
+                              "samples of '\(table)': samplesPerCall \(samplesPerCall) must be in 1...maxInFlight (\(maxInFlight))")
+        }
+        guard flexibleBatchSize >= 0 else {
+            throw ReplayError(.invalidArgument, "samples of '\(table)': flexibleBatchSize \(flexibleBatchSize) must be >= 0")
+        }
+        let flex = flexibleBatchSize > 0 ? flexibleBatchSize : (self.flexibleBatchSize > 0 ? self.flexibleBatchSize : 64)
+        return ReplaySamples(sampler: self, limit: limit, workers: workers, maxInFlight: maxInFlight,
+                             flexibleBatchSize: flex, samplesPerCall: samplesPerCall)
+    }
+}
+
+/// Cancels the feed's calls when the last copy of an iterator goes away without `stop()`.
+final class FeedOwner: Sendable {
+    let feed: SampleFeed
+    init(_ feed: SampleFeed) { self.feed = feed }
+    deinit { feed.cancel() }
+}
+
+/// The state shared by an iterator and its workers: responses received and not yet taken,
+/// the in-flight budget, the waiting consumer and workers. All under one mutex; no
+/// continuation is resumed while holding it.
+final class SampleFeed: Sendable {
+    let config: ReplaySamples
+
+    private struct State: ~Copyable {
+        var started = false
+        var stopping = false
+        var cancelled = false
+        /// Received responses not yet taken (head at `head`).
+        var ready: [[ReplaySample]] = []
+        var head = 0
+        /// Samples requested from the server and not yet taken by the consumer side.
+        var inFlight = 0
+        /// Samples requested so far (against `limit`).
+        var requested = 0
+        var workersRunning = 0
+        var error: (any Error)?
+        var consumer: CheckedContinuation<[ReplaySample]?, any Error>?
+        /// Workers waiting for room: (id, wanted count, continuation resumed with the
+        /// granted count, 0 = stop).
+        var waiting: [(id: Int, want: Int, continuation: CheckedContinuation<Int, Never>)] = []
+        var tasks: [Task<Void, Never>] = []
+        var stopWaiter: CheckedContinuation<Void, Never>?
+
+        var hasReady: Bool { head < ready.count }
+
+        mutating func popReady() -> [ReplaySample] {
+            let b = ready[head]
+            head += 1
+            if head == ready.count { ready.removeAll(keepingCapacity: true); head = 0 }
+            return b
+        }
+    }
+
+    private let state = Mutex(State())
+
+    init(_ config: ReplaySamples) { self.config = config }
+
+    // MARK: Consumer side
+
+    /// The next response (nil when every worker finished and nothing is left).
+    func take() async throws -> [ReplaySample]? {
+        startIfNeeded()
+        enum Action { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), wait }
+        let action: Action = state.withLock { s in
+            if s.hasReady {
+                let b = s.popReady()
+                s.inFlight -= b.count
+                return .batch(b, grantLocked(&s))
+            }
+            if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
+            if s.workersRunning == 0 || s.cancelled { return .end }
+            return .wait
+        }
+        switch action {
+        case .batch(let b, let grants):
+            for (c, n) in grants { c.resume(returning: n) }
+            return b
+        case .end: return nil
+        case .fail(let e): throw e
+        case .wait: break
+        }
+        // Wait for a response (or the end, or an error).
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[ReplaySample]?, any Error>) in
+                enum Now { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), parked }
+                let now: Now = state.withLock { s in
+                    if Task.isCancelled { return .fail(CancellationError()) }
+                    if s.hasReady {
+                        let b = s.popReady()
+                        s.inFlight -= b.count
+                        return .batch(b, grantLocked(&s))
+                    }
+                    if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
+                    if s.workersRunning == 0 || s.cancelled { return .end }
+                    s.consumer = c
+                    return .parked
+                }
+                switch now {
+                case .batch(let b, let grants):
+                    for (g, n) in grants { g.resume(returning: n) }
+                    c.resume(returning: b)
+                case .end: c.resume(returning: nil)
+                case .fail(let e): c.resume(throwing: e)
+                case .parked: break
+                }
+            }
+        } onCancel: {
+            let c: CheckedContinuation<[ReplaySample]?, any Error>? = state.withLock { s in
+                defer { s.consumer = nil }
+                return s.consumer
+            }
+            c?.resume(throwing: CancellationError())
+            cancel()
+        }
+    }
+
+    /// Stops the workers after their current calls and returns what was received and not
+    /// taken.
+    func stop() async throws -> [ReplaySample] {
+        let grants: [CheckedContinuation<Int, Never>] = state.withLock { s in
+            s.stopping = true
+            defer { s.waiting.removeAll() }
+            return s.waiting.map(\.continuation)
+        }
+        for g in grants { g.resume(returning: 0) }
+        // Wait until every worker has finished its call.
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { s in
+                if s.workersRunning == 0 { return true }
+                s.stopWaiter = c
+                return false
+            }
+            if done { c.resume() }
+        }
+        return try state.withLock { s throws in
+            var rest: [ReplaySample] = []
+            while s.hasReady { rest += s.popReady() }
+            s.inFlight = 0
+            s.cancelled = true  // next() returns nil from now on
+            if let e = s.error, !(e is CancellationError) { s.error = nil; throw e }
+            return rest
+        }
+    }
+
+    /// Cancels the workers' calls (samples in flight are dropped).
+    func cancel() {
+        let (tasks, grants, consumer): ([Task<Void, Never>], [CheckedContinuation<Int, Never>], CheckedContinuation<[ReplaySample]?, any Error>?) =
+            state.withLock { s in
+                s.cancelled = true
+                s.stopping = true
+                defer { s.waiting.removeAll(); s.consumer = nil }
+                return (s.tasks, s.waiting.map(\.continuation), s.consumer)
+            }
+        for g in grants { g.resume(returning: 0) }
+        consumer?.resume(returning: nil)
+        for t in tasks { t.cancel() }
+    }
+
+    // MARK: Workers
+
+    private func startIfNeeded() {
+        let workers: Int? = state.withLock { s in
+            if s.started { return nil }
+            s.started = true
+            if s.stopping || s.cancelled { return 0 }
+            let n = config.limit.map { Swift.min(config.workers, Swift.max(0, ($0 + config.samplesPerCall - 1) / config.samplesPerCall)) }
+                ?? config.workers
+            s.workersRunning = n
+            return n
+        }
+        guard let workers, workers > 0 else { return }
+        var tasks: [Task<Void, Never>] = []
+        for id in 0..<workers {
+            tasks.append(Task { [self] in await work(id: id) })
+        }
+        state.withLock { $0.tasks = tasks }
+    }
+
+    /// Grants room to waiting workers in arrival order while `maxInFlight` allows; returns
+    /// the continuations to resume (after unlocking) with their counts.
+    private func grantLocked(_ s: inout State) -> [(CheckedContinuation<Int, Never>, Int)] {
+        var out: [(CheckedContinuation<Int, Never>, Int)] = []
+        while let w = s.waiting.first {
+            let n = admitLocked(&s, want: w.want)
+            if n < 0 { break }
+            s.waiting.removeFirst()
+            out.append((w.continuation, n))
+        }
+        return out
+    }
+
+    /// How many samples a worker may request now: 0 to stop, -1 to wait.
+    private func admitLocked(_ s: inout State, want: Int) -> Int {
+        if s.stopping || s.cancelled { return 0 }
+        var n = want
+        if let limit = config.limit { n = Swift.min(n, limit - s.requested) }
+        if n <= 0 { return 0 }
+        if s.inFlight + n > config.maxInFlight { return -1 }
+        s.inFlight += n
+        s.requested += n
+        return n
+    }
+
+    /// Room for one call: the granted count, 0 to stop.
+    private func reserve(id: Int) async -> Int {
+        let want = config.samplesPerCall
+        let now: Int = state.withLock { s in admitLocked(&s, want: want) }
+        if now >= 0 { return now }
+        return await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+            let n: Int = state.withLock { s in
+                let n = admitLocked(&s, want: want)
+                if n < 0 { s.waiting.append((id, want, c)) }
+                return n
+            }
+            if n >= 0 { c.resume(returning: n) }
+        }
+    }
+
+    private func push(_ batch: [ReplaySample]) {
+        guard !batch.isEmpty else { return }
+        let handOff: (CheckedContinuation<[ReplaySample]?, any Error>, [(CheckedContinuation<Int, Never>, Int)])? =
+            state.withLock { s in
+                if let c = s.consumer, !s.hasReady {
+                    // Straight to the waiting consumer: it counts as taken.
+                    s.consumer = nil
+                    s.inFlight -= batch.count
+                    return (c, grantLocked(&s))
+                }
+                s.ready.append(batch)
+                return nil
+            }
+        if let (consumer, grants) = handOff {
+            for (g, n) in grants { g.resume(returning: n) }
+            consumer.resume(returning: batch)
+        }
+    }
+
+    private func work(id: Int) async {
+        let sampler = config.sampler
+        var failure: (any Error)?
+        while failure == nil {
+            let n = await reserve(id: id)
+            if n == 0 || Task.isCancelled { break }
+            let received = Counter()
+            do {
+                try await sampler.client.sample(table: sampler.table, count: n, batchSize: config.flexibleBatchSize,
+                                                timeout: sampler.timeout) { [self] batch in
+                    received.add(batch.count)
+                    push(batch)
+                    return true
+                }
+            } catch {
+                failure = error
+            }
+            let missing = n - received.value
+            if missing > 0 {
+                // The call ended early: give its unused room back.
+                state.withLock { s in
+                    s.inFlight -= missing
+                    s.requested -= missing
+                }
+            }
+        }
+        finish(failure)
+    }
+
+    private func finish(_ failure: (any Error)?) {
+        let (consumer, stopWaiter, grants, result): (CheckedContinuation<[ReplaySample]?, any Error>?, CheckedContinuation<Void, Never>?,
+                                                     [CheckedContinuation<Int, Never>], Result<[ReplaySample]?, any Error>?) =
+            state.withLock { s in
+                s.workersRunning -= 1
+                if let failure, s.error == nil, !s.cancelled {
+                    s.error = failure
+                    s.stopping = true
+                }
+                var grants: [CheckedContinuation<Int, Never>] = []
+                if s.stopping {
+                    grants = s.waiting.map(\.continuation)
+                    s.waiting.removeAll()
+                }
+                var consumer: CheckedContinuation<[ReplaySample]?, any Error>?
+                var result: Result<[ReplaySample]?, any Error>?
+                if let c = s.consumer, !s.hasReady {
+                    if let e = s.error {
+                        s.error = nil
+                        consumer = c
+                        result = .failure(e)
+                    } else if s.workersRunning == 0 {
+                        consumer = c
+                        result = .success(nil)
+                    }
+                    if consumer != nil { s.consumer = nil }
+                }
+                var stopWaiter: CheckedContinuation<Void, Never>?
+                if s.workersRunning == 0 {
+                    stopWaiter = s.stopWaiter
+                    s.stopWaiter = nil
+                }
+                return (consumer, stopWaiter, grants, result)
+            }
+        for g in grants { g.resume(returning: 0) }
+        if let consumer, let result { consumer.resume(with: result) }
+        stopWaiter?.resume()
+    }
+}
+
+/// Samples received on one call (the response handler runs on one task at a time).
+private final class Counter: Sendable {
+    private let n = Atomic<Int>(0)
+    func add(_ k: Int) { n.add(k, ordering: .relaxed) }
+    var value: Int { n.load(ordering: .relaxed) }
+}

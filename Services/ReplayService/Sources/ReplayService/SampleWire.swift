@@ -1,0 +1,387 @@
+import Foundation
+import GRPCCore
+import ReplayServiceProto
+import ReplayStorage
+import TensorCore
+
+/// The hot path of the Sample RPC, without SwiftProtobuf's message objects: sampled items
+/// are written straight into the bytes of a `loom.replay.SampleResponse`, and read straight
+/// out of them, in the proto's wire format (so generated clients and servers interoperate).
+///
+/// Why: a generated `SampleResponse` costs, per item, a `SampledItem` and a `SampleInfo`
+/// object, a `TensorData` per column, a `Data` copy of every column's bytes, and generic
+/// visitor dispatch while encoding; the client side decodes into the same objects and
+/// copies the bytes a second time into tensor storage. Here each column's bytes are copied
+/// once on each side: chunk storage -> response bytes on the server, message bytes ->
+/// tensor storage on the client.
+///
+/// Wire layout (proto3; fields with default values are omitted, as the generated encoder
+/// does):
+///
+///     SampleResponse { repeated SampledItem items = 1; }
+///     SampledItem    { SampleInfo info = 1; repeated TensorData columns = 2; }
+///     SampleInfo     { uint64 key = 1; double probability = 2; int64 table_size = 3;
+///                      double priority = 4; int64 times_sampled = 5; }
+///     TensorData     { DType dtype = 1; repeated int64 shape = 2 [packed]; bytes data = 3; }
+///
+/// The decoder accepts what any conforming encoder may send: fields in any order, unpacked
+/// `shape`, unknown fields (skipped).
+public enum SampleWire {
+    // MARK: Encoding
+
+    /// The `SampleResponse` bytes for `samples` (one item per sample, its columns as the
+    /// item's trajectory of each column).
+    public static func encode<Bytes: GRPCContiguousBytes>(_ samples: [ReplaySample]) -> Bytes {
+        // Pass 1: sizes. Columns are views of chunk storage (or a concatenation when the
+        // item spans chunks), fetched once and kept for pass 2.
+        var columns: [[Tensor]] = []
+        columns.reserveCapacity(samples.count)
+        var itemSizes: [Int] = []
+        itemSizes.reserveCapacity(samples.count)
+        var total = 0
+        for s in samples {
+            let cols = (0..<s.item.columnCount).map { s.item.column($0) }
+            var size = 1 + varintSize(UInt64(infoSize(s.info))) + infoSize(s.info)
+            for c in cols {
+                let n = tensorSize(c)
+                size += 1 + varintSize(UInt64(n)) + n
+            }
+            columns.append(cols)
+            itemSizes.append(size)
+            total += 1 + varintSize(UInt64(size)) + size
+        }
+        // Pass 2: write. One copy of each column's bytes.
+        var bytes = Bytes(repeating: 0, count: total)
+        bytes.withUnsafeMutableBytes { buffer in
+            var w = Writer(base: buffer.baseAddress!, end: buffer.count)
+            for (i, s) in samples.enumerated() {
+                w.tag(1, .lengthDelimited)
+                w.varint(UInt64(itemSizes[i]))
+                w.tag(1, .lengthDelimited)
+                w.varint(UInt64(infoSize(s.info)))
+                writeInfo(s.info, &w)
+                for c in columns[i] {
+                    w.tag(2, .lengthDelimited)
+                    w.varint(UInt64(tensorSize(c)))
+                    writeTensor(c, &w)
+                }
+            }
+            precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
+        }
+        return bytes
+    }
+
+    private static func infoSize(_ info: SampleInfo) -> Int {
+        var n = 0
+        if info.key != 0 { n += 1 + varintSize(info.key) }
+        if info.probability.bitPattern != 0 { n += 9 }
+        if info.tableSize != 0 { n += 1 + varintSize(UInt64(bitPattern: Int64(info.tableSize))) }
+        if info.priority.bitPattern != 0 { n += 9 }
+        if info.timesSampled != 0 { n += 1 + varintSize(UInt64(bitPattern: Int64(info.timesSampled))) }
+        return n
+    }
+
+    private static func writeInfo(_ info: SampleInfo, _ w: inout Writer) {
+        if info.key != 0 { w.tag(1, .varint); w.varint(info.key) }
+        if info.probability.bitPattern != 0 { w.tag(2, .fixed64); w.fixed64(info.probability.bitPattern) }
+        if info.tableSize != 0 { w.tag(3, .varint); w.varint(UInt64(bitPattern: Int64(info.tableSize))) }
+        if info.priority.bitPattern != 0 { w.tag(4, .fixed64); w.fixed64(info.priority.bitPattern) }
+        if info.timesSampled != 0 { w.tag(5, .varint); w.varint(UInt64(bitPattern: Int64(info.timesSampled))) }
+    }
+
+    private static func shapeSize(_ t: Tensor) -> Int {
+        t.shape.reduce(0) { $0 + varintSize(UInt64(bitPattern: Int64($1))) }
+    }
+
+    private static func tensorSize(_ t: Tensor) -> Int {
+        var n = 0
+        let dt = UInt64(t.dtype.wire.rawValue)
+        if dt != 0 { n += 1 + varintSize(dt) }
+        let s = shapeSize(t)
+        if s > 0 { n += 1 + varintSize(UInt64(s)) + s }
+        let b = t.count * t.dtype.byteSize
+        if b > 0 { n += 1 + varintSize(UInt64(b)) + b }
+        return n
+    }
+
+    private static func writeTensor(_ t: Tensor, _ w: inout Writer) {
+        let dt = UInt64(t.dtype.wire.rawValue)
+        if dt != 0 { w.tag(1, .varint); w.varint(dt) }
+        let s = shapeSize(t)
+        if s > 0 {
+            w.tag(2, .lengthDelimited)
+            w.varint(UInt64(s))
+            for d in t.shape { w.varint(UInt64(bitPattern: Int64(d))) }
+        }
+        let b = t.count * t.dtype.byteSize
+        if b > 0 {
+            w.tag(3, .lengthDelimited)
+            w.varint(UInt64(b))
+            t.withRawBytes { w.bytes($0) }
+        }
+    }
+
+    static func varintSize(_ v: UInt64) -> Int {
+        // 1 byte per 7 bits, at least one.
+        v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7
+    }
+
+    enum WireType: UInt64 {
+        case varint = 0, fixed64 = 1, lengthDelimited = 2, fixed32 = 5
+    }
+
+    /// Writes into a buffer whose exact size was computed beforehand.
+    struct Writer {
+        let base: UnsafeMutableRawPointer
+        let end: Int
+        var position = 0
+
+        mutating func tag(_ field: UInt64, _ type: WireType) { varint(field << 3 | type.rawValue) }
+
+        mutating func varint(_ value: UInt64) {
+            var v = value
+            while v >= 0x80 {
+                base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: position, as: UInt8.self)
+                position += 1
+                v >>= 7
+            }
+            base.storeBytes(of: UInt8(v), toByteOffset: position, as: UInt8.self)
+            position += 1
+        }
+
+        mutating func fixed64(_ value: UInt64) {
+            base.storeBytes(of: value.littleEndian, toByteOffset: position, as: UInt64.self)
+            position += 8
+        }
+
+        mutating func bytes(_ src: UnsafeRawBufferPointer) {
+            guard src.count > 0 else { return }
+            precondition(position + src.count <= end, "SampleWire: write past the end of the buffer")
+            (base + position).copyMemory(from: src.baseAddress!, byteCount: src.count)
+            position += src.count
+        }
+    }
+
+    // MARK: Decoding
+
+    /// The samples of one `SampleResponse` message; each item becomes one chunk (keyed by
+    /// the item key) holding its trajectory, in table `table`. Throws `.invalidArgument` for
+    /// malformed bytes or tensors that do not match their shape.
+    public static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes, table: String) throws(ReplayError) -> [ReplaySample] {
+        let result: Result<[ReplaySample], ReplayError> = bytes.withUnsafeBytes { buffer in
+            do throws(ReplayError) {
+                var r = Reader(buffer)
+                var out: [ReplaySample] = []
+                while !r.atEnd {
+                    let (field, type) = try r.tag()
+                    if field == 1 && type == .lengthDelimited {
+                        var sub = try r.subReader()
+                        out.append(try decodeItem(&sub, table: table))
+                    } else {
+                        try r.skip(type)
+                    }
+                }
+                return .success(out)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func decodeItem(_ r: inout Reader, table: String) throws(ReplayError) -> ReplaySample {
+        var info = SampleInfo(key: 0, probability: 0, tableSize: 0, priority: 0, timesSampled: 0)
+        var columns: [Tensor] = []
+        while !r.atEnd {
+            let (field, type) = try r.tag()
+            switch (field, type) {
+            case (1, .lengthDelimited):
+                var sub = try r.subReader()
+                try decodeInfo(&sub, into: &info)
+            case (2, .lengthDelimited):
+                var sub = try r.subReader()
+                columns.append(try decodeTensor(&sub, what: columns.count))
+            default:
+                try r.skip(type)
+            }
+        }
+        let chunk = try Chunk(key: info.key, columns: columns)
+        return ReplaySample(item: ReplayItem(key: info.key, table: table, priority: info.priority, chunks: [chunk]), info: info)
+    }
+
+    private static func decodeInfo(_ r: inout Reader, into info: inout SampleInfo) throws(ReplayError) {
+        while !r.atEnd {
+            let (field, type) = try r.tag()
+            switch (field, type) {
+            case (1, .varint): info.key = try r.varint()
+            case (2, .fixed64): info.probability = Double(bitPattern: try r.fixed64())
+            case (3, .varint): info.tableSize = Int(truncatingIfNeeded: Int64(bitPattern: try r.varint()))
+            case (4, .fixed64): info.priority = Double(bitPattern: try r.fixed64())
+            case (5, .varint): info.timesSampled = Int(truncatingIfNeeded: Int64(bitPattern: try r.varint()))
+            default: try r.skip(type)
+            }
+        }
+    }
+
+    private static func decodeTensor(_ r: inout Reader, what column: Int) throws(ReplayError) -> Tensor {
+        var dtype: UInt64 = 0
+        var shape: [Int64] = []
+        var data = UnsafeRawBufferPointer(start: nil, count: 0)
+        while !r.atEnd {
+            let (field, type) = try r.tag()
+            switch (field, type) {
+            case (1, .varint): dtype = try r.varint()
+            case (2, .lengthDelimited):
+                var sub = try r.subReader()
+                while !sub.atEnd { shape.append(Int64(bitPattern: try sub.varint())) }
+            case (2, .varint): shape.append(Int64(bitPattern: try r.varint()))
+            case (3, .lengthDelimited): data = try r.lengthDelimited()
+            default: try r.skip(type)
+            }
+        }
+        let wire = Loom_Replay_DType(rawValue: Int(truncatingIfNeeded: dtype)) ?? .UNRECOGNIZED(Int(truncatingIfNeeded: dtype))
+        let dt = try DType(wire: wire, what: "sampled item column \(column)")
+        let dims = try checkedShape(shape, dtype: dt, byteCount: data.count, what: "sampled item column \(column)")
+        // One copy: message bytes -> tensor storage (the Data only wraps the message bytes).
+        guard let base = data.baseAddress, data.count > 0 else {
+            return Tensor(rawBytes: Data(), shape: dims, dtype: dt)
+        }
+        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: data.count, deallocator: .none)
+        return Tensor(rawBytes: view, shape: dims, dtype: dt)
+    }
+
+    /// Reads a protobuf message from a buffer without copying.
+    struct Reader {
+        let base: UnsafeRawPointer?
+        var position: Int
+        let end: Int
+
+        init(_ buffer: UnsafeRawBufferPointer) {
+            base = buffer.baseAddress
+            position = 0
+            end = buffer.count
+        }
+
+        init(base: UnsafeRawPointer?, position: Int, end: Int) {
+            self.base = base
+            self.position = position
+            self.end = end
+        }
+
+        var atEnd: Bool { position >= end }
+
+        static func malformed(_ why: String) -> ReplayError {
+            ReplayError(.invalidArgument, "malformed SampleResponse: \(why)")
+        }
+
+        mutating func byte() throws(ReplayError) -> UInt8 {
+            guard position < end, let base else { throw Self.malformed("truncated at byte \(position)") }
+            let b = base.load(fromByteOffset: position, as: UInt8.self)
+            position += 1
+            return b
+        }
+
+        mutating func varint() throws(ReplayError) -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while true {
+                let b = try byte()
+                value |= UInt64(b & 0x7F) << shift
+                if b < 0x80 { return value }
+                shift += 7
+                guard shift < 64 else { throw Self.malformed("varint longer than 10 bytes at byte \(position)") }
+            }
+        }
+
+        mutating func fixed64() throws(ReplayError) -> UInt64 {
+            guard end - position >= 8, let base else { throw Self.malformed("truncated fixed64 at byte \(position)") }
+            let v = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+            position += 8
+            return UInt64(littleEndian: v)
+        }
+
+        mutating func tag() throws(ReplayError) -> (UInt64, WireType) {
+            let t = try varint()
+            guard let type = WireType(rawValue: t & 7), t >> 3 != 0 else {
+                throw Self.malformed("unsupported tag \(t) at byte \(position)")
+            }
+            return (t >> 3, type)
+        }
+
+        mutating func lengthDelimited() throws(ReplayError) -> UnsafeRawBufferPointer {
+            let n = try varint()
+            guard n <= UInt64(end - position) else { throw Self.malformed("length \(n) past the end at byte \(position)") }
+            let start = base.map { $0 + position }
+            position += Int(n)
+            return UnsafeRawBufferPointer(start: start, count: Int(n))
+        }
+
+        mutating func subReader() throws(ReplayError) -> Reader {
+            let n = try varint()
+            guard n <= UInt64(end - position) else { throw Self.malformed("length \(n) past the end at byte \(position)") }
+            let sub = Reader(base: base, position: position, end: position + Int(n))
+            position += Int(n)
+            return sub
+        }
+
+        mutating func skip(_ type: WireType) throws(ReplayError) {
+            switch type {
+            case .varint: _ = try varint()
+            case .fixed64:
+                guard end - position >= 8 else { throw Self.malformed("truncated fixed64 at byte \(position)") }
+                position += 8
+            case .fixed32:
+                guard end - position >= 4 else { throw Self.malformed("truncated fixed32 at byte \(position)") }
+                position += 4
+            case .lengthDelimited: _ = try lengthDelimited()
+            }
+        }
+    }
+}
+
+/// Validated dimensions of a wire tensor: each in 0...Int32.max, their product times the
+/// dtype's size equal to `byteCount`; throws `.invalidArgument` naming `what` otherwise.
+func checkedShape(_ shape: [Int64], dtype: DType, byteCount: Int, what: @autoclosure () -> String) throws(ReplayError) -> [Int] {
+    var dims: [Int] = []
+    dims.reserveCapacity(shape.count)
+    var elements = 1
+    for d in shape {
+        guard d >= 0, d <= Int64(Int32.max) else {
+            throw ReplayError(.invalidArgument, "\(what()): shape \(shape) has dimension \(d), expected 0...\(Int32.max)")
+        }
+        dims.append(Int(d))
+        let (p, overflow) = elements.multipliedReportingOverflow(by: Int(d))
+        guard !overflow else { throw ReplayError(.invalidArgument, "\(what()): shape \(shape) is too large") }
+        elements = p
+    }
+    let expected = elements.multipliedReportingOverflow(by: dtype.byteSize)
+    guard !expected.overflow, byteCount == expected.partialValue else {
+        throw ReplayError(.invalidArgument,
+                          "\(what()): \(byteCount) bytes of data, expected \(expected.partialValue) for \(dtype) shape \(dims)")
+    }
+    return dims
+}
+
+/// Serializes a batch of samples as a `SampleResponse` (server side of Sample).
+public struct SampleBatchSerializer: MessageSerializer {
+    public typealias Message = [ReplaySample]
+    public init() {}
+    public func serialize<Bytes: GRPCContiguousBytes>(_ message: [ReplaySample]) throws -> Bytes {
+        SampleWire.encode(message)
+    }
+}
+
+/// Deserializes a `SampleResponse` into samples of `table` (client side of Sample).
+public struct SampleBatchDeserializer: MessageDeserializer {
+    public typealias Message = [ReplaySample]
+    /// The table the samples are attributed to (`ReplayItem.table`).
+    public let table: String
+    public init(table: String) { self.table = table }
+    public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [ReplaySample] {
+        do {
+            return try SampleWire.decode(serializedMessageBytes, table: table)
+        } catch {
+            throw RPCError(error)
+        }
+    }
+}
