@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 // How conv2d splits a batch into GEMM chunks and worker threads (see Conv.swift).
 // MARK: - Plan
@@ -39,6 +40,13 @@ public struct Conv2dPlan: Sendable, Equatable {
     /// train --workspace-limit`).
     nonisolated(unsafe) public static var budgetBytes = defaultBudgetBytes
 
+    /// Split every batch over Loom's workers (each with a contiguous share of the images,
+    /// its own chunks and workspace, and single-threaded GEMMs: OpenBLAS is held at one
+    /// thread during the call) instead of threading each GEMM through OpenBLAS. On by
+    /// default: convnet-bn trains ~1.2x faster on 2 cores (BENCHMARKS.md, issue 3);
+    /// `loom train-bench --no-conv-batch-split` measures the other way.
+    nonisolated(unsafe) public static var batchSplit = true
+
     /// Per-image GEMMs up to this many multiply-adds (m·n·k) go image-parallel on Loom's
     /// threads: OpenBLAS 0.3 runs a GEMM of at most 65536·4 multiply-adds single-threaded
     /// on its caller, so two workers then compute two GEMMs at once without contending
@@ -60,11 +68,45 @@ public struct Conv2dPlan: Sendable, Equatable {
             threads = min(maxThreads, batch)
             return
         }
+        var share = batch
+        if Conv2dPlan.batchSplit && maxThreads > 1 {
+            threads = min(maxThreads, batch)
+            share = (batch + threads - 1) / threads
+        }
         let perImage = max(1, conv2dWorkspacePerImage(geometry: geometry, outChannels: outChannels, groups: groups) * elementSize)
-        let fit = budgetBytes / perImage
+        let fit = budgetBytes / threads / perImage
         if fit <= 1 { return }
-        let chunks = (batch + fit - 1) / fit
-        imagesPerChunk = (batch + chunks - 1) / chunks
+        let chunks = (share + fit - 1) / fit
+        imagesPerChunk = (share + chunks - 1) / chunks
+    }
+}
+
+/// Holds OpenBLAS at one thread while conv2d workers run their own GEMMs. Reference
+/// counted under a lock, so overlapping calls from several threads (in-process data-parallel
+/// ranks) restore the count only when the last one leaves. (A GEMM another thread runs
+/// meanwhile outside conv2d also gets one thread: slower, not wrong.)
+@usableFromInline
+enum BlasPin {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var depth = 0
+    nonisolated(unsafe) private static var saved = 1
+
+    @usableFromInline
+    static func withOneThread(_ body: () -> Void) {
+        lock.lock()
+        if depth == 0 {
+            saved = BlasInfo.threads
+            if saved > 1 { BlasInfo.setThreads(1) }
+        }
+        depth += 1
+        lock.unlock()
+        defer {
+            lock.lock()
+            depth -= 1
+            if depth == 0 && saved > 1 { BlasInfo.setThreads(saved) }
+            lock.unlock()
+        }
+        body()
     }
 }
 
@@ -117,10 +159,15 @@ func conv2dRunWorkers(batch: Int, workers: Int, _ body: (Int, Range<Int>) -> Voi
         body(0, 0..<batch)
         return
     }
-    withoutActuallyEscaping(body) { escapable in
-        let box = UnsafeSendableBox(escapable)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            box.value(w, (batch * w / workers)..<(batch * (w + 1) / workers))
+    // Each worker's GEMMs run on its own thread: OpenBLAS's pool would only contend.
+    // Measured (convnet-bn, 2 cores): leaving OpenBLAS's pool on makes the workers'
+    // GEMMs contend for it and halves throughput.
+    BlasPin.withOneThread {
+        withoutActuallyEscaping(body) { escapable in
+            let box = UnsafeSendableBox(escapable)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                box.value(w, (batch * w / workers)..<(batch * (w + 1) / workers))
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Steps per timed window.") var steps: Int = 20
     @Option(help: "Timed windows (the median is reported).") var windows: Int = 5
     @Option(help: "Threads (0: all cores).") var threads: Int = 0
+    @Flag(inversion: .prefixedNo, help: "conv2d: split each batch over Loom's workers with single-threaded GEMMs (default), or thread each GEMM through OpenBLAS.") var convBatchSplit = true
     @Flag(help: "Run a competing busy-loop process on one core while measuring.") var busy = false
     @Option(help: "Append the result as JSON to this file.") var json: String?
 
@@ -27,6 +28,7 @@ struct TrainBench: ParsableCommand {
         let t = threads == 0 ? ProcessInfoCores.count : threads
         KernelThreading.maxThreads = t
         BlasInfo.setThreads(t)
+        Conv2dPlan.batchSplit = convBatchSplit
         Generator.manualSeed(0)
         let entry = try Zoo.entry(model)
         let m = try Zoo.make(model)

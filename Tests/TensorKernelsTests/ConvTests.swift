@@ -325,8 +325,8 @@ final class ConvTests: XCTestCase {
         let g = Conv2dGeometry(channels: 32, height: 28, width: 28, kernel: (3, 3), padding: (1, 1))
         let perImage = (288 + 32) * 784
         XCTAssertEqual(conv2dWorkspaceCount(geometry: g, outChannels: 32, groups: 1, plan: Conv2dPlan(imagesPerChunk: 3)), 3 * perImage)
-        func plan(_ batch: Int, _ budget: Int) -> Conv2dPlan {
-            Conv2dPlan(geometry: g, outChannels: 32, groups: 1, batch: batch, elementSize: 4, budgetBytes: budget)
+        func plan(_ batch: Int, _ budget: Int, threads: Int = 1) -> Conv2dPlan {
+            Conv2dPlan(geometry: g, outChannels: 32, groups: 1, batch: batch, elementSize: 4, budgetBytes: budget, maxThreads: threads)
         }
         for (batch, budget) in [(128, 4 << 20), (128, 16 << 20), (10, 1 << 30), (7, 3 * perImage * 4), (128, 1), (1, 1 << 30), (0, 1 << 30)] {
             let p = plan(batch, budget)
@@ -348,6 +348,16 @@ final class ConvTests: XCTestCase {
         XCTAssertEqual(plan(9, 5 * perImage * 4).imagesPerChunk, 5)   // 5 + 4, not 5 + 5
         XCTAssertEqual(plan(128, 1), Conv2dPlan())
         XCTAssertEqual(plan(1, 1 << 30), Conv2dPlan())
+
+        // Batch split over 2 workers (the default with 2 cores): each worker takes half the
+        // batch in chunks that together fit the budget.
+        XCTAssertTrue(Conv2dPlan.batchSplit)
+        let split = plan(128, 4 << 20, threads: 2)
+        XCTAssertEqual(split.threads, 2)
+        XCTAssertLessThanOrEqual(conv2dWorkspaceCount(geometry: g, outChannels: 32, groups: 1, plan: split) * 4, 4 << 20)
+        let share = 64, chunks = (share + split.imagesPerChunk - 1) / split.imagesPerChunk
+        XCTAssertLessThan(chunks * split.imagesPerChunk - share, chunks, "\(split)")
+        XCTAssertEqual(plan(1, 4 << 20, threads: 2), Conv2dPlan(), "one image: nothing to split")
 
         // LeNet's layers: per-image GEMMs of at most 2^18 multiply-adds go image-parallel.
         let lenet1 = Conv2dGeometry(channels: 1, height: 28, width: 28, kernel: (5, 5), padding: (2, 2))   // 6·25·784
