@@ -50,13 +50,11 @@ public enum DataParallelTraining {
     @discardableResult
     public static func attachSharded(_ trainer: Trainer, group: any ProcessGroup, stage: ShardingStage,
                                      collective: CollectiveOptions = .native) throws(DataParallelError) -> ShardedOptimizer {
-        let rank = group.rank, size = group.size
+        let rank = group.rank
         if stage == .gradients && trainer.microBatches > 1 {
             throw DataParallelError("rank \(rank): ZeRO stage 2 keeps only this rank's shard of the gradients, so it cannot accumulate \(trainer.microBatches) micro-batches; use stage 1")
         }
-        guard trainer.optimizer.transformation.isElementwise else {
-            throw DataParallelError("rank \(rank): the sharded update applies the optimizer to a 1/\(size) shard, so the rule must be elementwise (SGD, momentum, Adam, AdamW); global-norm clipping (--clip-norm) is not")
-        }
+        try requireElementwise(trainer, group: group)
         let sharded = try ShardedOptimizer(trainer.model, group: group, transformation: trainer.optimizer.transformation,
                                            stage: stage, collective: collective)
         installShardedStep(trainer, group: group, step: { try sharded.step() }, learningRate: { sharded.optimizer.learningRate },
@@ -64,6 +62,7 @@ public enum DataParallelTraining {
                            loadStateDict: { try sharded.loadFullStateDict($0) })
         return sharded
     }
+
     /// Attaches `trainer` to `group` with fully sharded data parallelism (ZeRO stage 3,
     /// `FullyShardedDataParallel`): parameters, gradients and optimizer state are all
     /// sharded; each unit's parameters are gathered around its forward and backward by
@@ -77,13 +76,11 @@ public enum DataParallelTraining {
     @discardableResult
     public static func attachFullySharded(_ trainer: Trainer, group: any ProcessGroup, units: FSDPUnitPolicy = .perLayer,
                                           collective: CollectiveOptions = .native) throws(DataParallelError) -> FullyShardedDataParallel {
-        let rank = group.rank, size = group.size
+        let rank = group.rank
         guard trainer.precision.policy == nil else {
             throw DataParallelError("rank \(rank): ZeRO stage 3 with --precision \(trainer.config.precision ?? "?"): not supported (dynamic loss scaling checks the whole model's gradients, which stage 3 frees unit by unit); use stage 1 or 2, or fp32")
         }
-        guard trainer.optimizer.transformation.isElementwise else {
-            throw DataParallelError("rank \(rank): the sharded update applies the optimizer to a 1/\(size) shard, so the rule must be elementwise (SGD, momentum, Adam, AdamW); global-norm clipping (--clip-norm) is not")
-        }
+        try requireElementwise(trainer, group: group)
         let fsdp = try FullyShardedDataParallel(trainer.model, group: group, transformation: trainer.optimizer.transformation,
                                                 units: units, collective: collective)
         installShardedStep(trainer, group: group, step: { try fsdp.step() }, learningRate: { fsdp.optimizer.learningRate },
@@ -94,6 +91,13 @@ public enum DataParallelTraining {
         trainer.distributed?.stepWithoutData = { fsdp.participateWithoutData() }
         return fsdp
     }
+    /// A sharded update applies the trainer's rule to each rank's shard: it must be elementwise.
+    private static func requireElementwise(_ trainer: Trainer, group: any ProcessGroup) throws(DataParallelError) {
+        guard trainer.optimizer.transformation.isElementwise else {
+            throw DataParallelError("rank \(group.rank): the sharded update applies the optimizer to a 1/\(group.size) shard, so the rule must be elementwise (SGD, momentum, Adam, AdamW); global-norm clipping (--clip-norm) is not")
+        }
+    }
+
     /// The trainer's step as one rank of a sharded update (stages 1–3): its own optimizer
     /// state is freed, `step` replaces the update, and the sharded optimizer's learning
     /// rate, step count and gathered state feed the logs and checkpoints.
