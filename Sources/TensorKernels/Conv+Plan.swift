@@ -69,11 +69,13 @@ public struct Conv2dPlan: Sendable, Equatable {
             return
         }
         var share = batch
-        if Conv2dPlan.batchSplit && maxThreads > 1 {
+        let perImage = max(1, conv2dWorkspacePerImage(geometry: geometry, outChannels: outChannels, groups: groups) * elementSize)
+        // Split only when every worker's scratch (at least one image) fits the budget: a
+        // tight `--workspace-limit` keeps one worker rather than multiplying the minimum.
+        if Conv2dPlan.batchSplit && maxThreads > 1 && budgetBytes / min(maxThreads, batch) >= perImage {
             threads = min(maxThreads, batch)
             share = (batch + threads - 1) / threads
         }
-        let perImage = max(1, conv2dWorkspacePerImage(geometry: geometry, outChannels: outChannels, groups: groups) * elementSize)
         let fit = budgetBytes / threads / perImage
         if fit <= 1 { return }
         let chunks = (share + fit - 1) / fit

@@ -358,6 +358,9 @@ final class ConvTests: XCTestCase {
         let share = 64, chunks = (share + split.imagesPerChunk - 1) / split.imagesPerChunk
         XCTAssertLessThan(chunks * split.imagesPerChunk - share, chunks, "\(split)")
         XCTAssertEqual(plan(1, 4 << 20, threads: 2), Conv2dPlan(), "one image: nothing to split")
+        // A budget below two images' scratch keeps one worker (the limit is not doubled).
+        XCTAssertEqual(plan(128, 2 * perImage * 4 - 1, threads: 2).threads, 1)
+        XCTAssertEqual(plan(128, 2 * perImage * 4, threads: 2).threads, 2)
 
         // LeNet's layers: per-image GEMMs of at most 2^18 multiply-adds go image-parallel.
         let lenet1 = Conv2dGeometry(channels: 1, height: 28, width: 28, kernel: (5, 5), padding: (2, 2))   // 6·25·784
