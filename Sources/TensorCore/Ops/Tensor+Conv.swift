@@ -224,9 +224,6 @@ extension Tensor {
         let w32 = w.to(.float32).detached(), b32 = b?.to(.float32).detached()
         let outPer = outShape.dropFirst().reduce(1, *), inPer = x.shape.dropFirst().reduce(1, *)
         let step = halfConvChunk(batch: n, floatsPerImage: inPer + outPer)
-        if step >= n {
-            return conv2dRaw(x.to(.float32).detached(), w32, b32, p, outShape: outShape).to(half).detached()
-        }
         let out = Tensor(uninitializedShape: outShape, dtype: half)
         var i = 0
         while i < n {
@@ -250,12 +247,6 @@ extension Tensor {
         let w32 = needInput ? w.to(.float32).detached() : w
         let inPer = inputShape.dropFirst().reduce(1, *), outPer = g.shape.dropFirst().reduce(1, *)
         let step = halfConvChunk(batch: n, floatsPerImage: (needWeight ? inPer : 0) + outPer + (needInput ? inPer : 0))
-        if step >= n {
-            let (gx, gw) = conv2dBackwardRaw(needWeight ? x.to(.float32).detached() : x, w32, g.to(.float32).detached(),
-                                             inputShape: inputShape, weightShape: weightShape, p,
-                                             needInput: needInput, needWeight: needWeight)
-            return (gx?.to(half).detached(), gw?.to(half).detached())
-        }
         let gx = needInput ? Tensor(uninitializedShape: inputShape, dtype: half) : nil
         var gw: Tensor? = nil
         var i = 0

@@ -168,20 +168,25 @@ final class SampleFeed: Sendable {
 
     // MARK: Consumer side
 
+    /// What the consumer does next: take a ready response (granting room to waiting
+    /// workers), end, fail, or wait.
+    enum TakeAction { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), wait }
+
+    private func nextLocked(_ s: inout State) -> TakeAction {
+        if s.hasReady {
+            let b = s.popReady()
+            s.inFlight -= b.count
+            return .batch(b, grantLocked(&s))
+        }
+        if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
+        if s.workersRunning == 0 || s.cancelled { return .end }
+        return .wait
+    }
+
     /// The next response (nil when every worker finished and nothing is left).
     func take() async throws -> [ReplaySample]? {
         startIfNeeded()
-        enum Action { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), wait }
-        let action: Action = state.withLock { s in
-            if s.hasReady {
-                let b = s.popReady()
-                s.inFlight -= b.count
-                return .batch(b, grantLocked(&s))
-            }
-            if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
-            if s.workersRunning == 0 || s.cancelled { return .end }
-            return .wait
-        }
+        let action = state.withLock { s in nextLocked(&s) }
         switch action {
         case .batch(let b, let grants):
             for (c, n) in grants { c.resume(returning: n) }
@@ -193,18 +198,11 @@ final class SampleFeed: Sendable {
         // Wait for a response (or the end, or an error).
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[ReplaySample]?, any Error>) in
-                enum Now { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), parked }
-                let now: Now = state.withLock { s in
+                let now: TakeAction = state.withLock { s in
                     if Task.isCancelled { return .fail(CancellationError()) }
-                    if s.hasReady {
-                        let b = s.popReady()
-                        s.inFlight -= b.count
-                        return .batch(b, grantLocked(&s))
-                    }
-                    if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
-                    if s.workersRunning == 0 || s.cancelled { return .end }
-                    s.consumer = c
-                    return .parked
+                    let next = nextLocked(&s)
+                    if case .wait = next { s.consumer = c }  // parked: a worker resumes it
+                    return next
                 }
                 switch now {
                 case .batch(let b, let grants):
@@ -212,7 +210,7 @@ final class SampleFeed: Sendable {
                     c.resume(returning: b)
                 case .end: c.resume(returning: nil)
                 case .fail(let e): c.resume(throwing: e)
-                case .parked: break
+                case .wait: break
                 }
             }
         } onCancel: {
