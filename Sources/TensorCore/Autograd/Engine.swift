@@ -93,18 +93,12 @@ extension GradNode {
     /// engine treats a fused contribution like a pending one: the leaf becomes final when
     /// its last consumer ran, and its post-accumulate hooks fire once.
     public func accumulateFused(_ write: (inout Tensor?) -> Void) -> Bool {
-        guard isLeaf else { return false }
-        return state.withLock { s in
-            guard s.hooks.isEmpty else { return false }
-            var grad = s.grad
-            s.grad = nil  // `.grad` is the only reference, so the write is in place
-            write(&grad)
-            precondition(grad?.shape == shape && grad?.dtype == dtype,
-                         "accumulateFused: the gradient written for a \(shapeString(shape)) \(dtype) leaf is \(grad.map { "\(shapeString($0.shape)) \($0.dtype)" } ?? "nil")")
-            s.grad = grad
-            s.fusedContribution = true
-            return true
-        }
+        // `.grad` is taken out and bound once: the only reference, so the write is in place.
+        guard case .some(var grad) = takeForFusion() else { return false }
+        write(&grad)
+        guard let grad else { preconditionFailure("accumulateFused: no gradient written for a \(shapeString(shape)) \(dtype) leaf") }
+        putFused(grad)
+        return true
     }
 
     /// Takes this leaf's `.grad` out for an in-place accumulation done elsewhere (the
