@@ -40,6 +40,64 @@ extension BFloat16: BatchNormStorage {
     @inlinable public static func narrowed<T: BinaryFloatingPoint>(_ v: T) -> BFloat16 { BFloat16(Float(v)) }
 }
 
+// The per-channel sums below run eight independent Double accumulators (in a fixed order,
+// so results do not depend on threads or load): one accumulator is a chain of dependent
+// additions at one element per add latency; eight let the additions overlap and vectorise.
+
+/// Σ p[i] for i in 0..<n, widened to `T` and accumulated in Double.
+@inlinable
+func batchNormSum<T: BinaryFloatingPoint, S: BatchNormStorage>(_ p: UnsafePointer<S>, _ n: Int, as _: T.Type) -> Double {
+    var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, a4 = 0.0, a5 = 0.0, a6 = 0.0, a7 = 0.0
+    var i = 0
+    while i &+ 8 <= n {
+        a0 += Double(p[i].widened(to: T.self)); a1 += Double(p[i &+ 1].widened(to: T.self))
+        a2 += Double(p[i &+ 2].widened(to: T.self)); a3 += Double(p[i &+ 3].widened(to: T.self))
+        a4 += Double(p[i &+ 4].widened(to: T.self)); a5 += Double(p[i &+ 5].widened(to: T.self))
+        a6 += Double(p[i &+ 6].widened(to: T.self)); a7 += Double(p[i &+ 7].widened(to: T.self))
+        i &+= 8
+    }
+    var tail = 0.0
+    while i < n { tail += Double(p[i].widened(to: T.self)); i &+= 1 }
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + tail
+}
+
+/// Σ (p[i] − mean)² for i in 0..<n, in Double.
+@inlinable
+func batchNormSquaredDeviations<T: BinaryFloatingPoint, S: BatchNormStorage>(_ p: UnsafePointer<S>, _ n: Int, mean mu: Double,
+                                                                            as _: T.Type) -> Double {
+    var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, a4 = 0.0, a5 = 0.0, a6 = 0.0, a7 = 0.0
+    @inline(__always) func d(_ j: Int) -> Double { let v = Double(p[j].widened(to: T.self)) - mu; return v * v }
+    var i = 0
+    while i &+ 8 <= n {
+        a0 += d(i); a1 += d(i &+ 1); a2 += d(i &+ 2); a3 += d(i &+ 3)
+        a4 += d(i &+ 4); a5 += d(i &+ 5); a6 += d(i &+ 6); a7 += d(i &+ 7)
+        i &+= 8
+    }
+    var tail = 0.0
+    while i < n { tail += d(i); i &+= 1 }
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + tail
+}
+
+/// (Σ g[i], Σ g[i]·(x[i] − mean)) for i in 0..<n, in Double.
+@inlinable
+func batchNormGradientSums<T: BinaryFloatingPoint, S: BatchNormStorage>(_ g: UnsafePointer<S>, _ x: UnsafePointer<S>, _ n: Int,
+                                                                       mean mu: Double, as _: T.Type) -> (Double, Double) {
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0
+    @inline(__always) func gv(_ j: Int) -> Double { Double(g[j].widened(to: T.self)) }
+    @inline(__always) func xv(_ j: Int) -> Double { Double(x[j].widened(to: T.self)) - mu }
+    var i = 0
+    while i &+ 4 <= n {
+        let g0 = gv(i), g1 = gv(i &+ 1), g2 = gv(i &+ 2), g3 = gv(i &+ 3)
+        s0 += g0; s1 += g1; s2 += g2; s3 += g3
+        t0 += g0 * xv(i); t1 += g1 * xv(i &+ 1); t2 += g2 * xv(i &+ 2); t3 += g3 * xv(i &+ 3)
+        i &+= 4
+    }
+    var sTail = 0.0, tTail = 0.0
+    while i < n { let gi = gv(i); sTail += gi; tTail += gi * xv(i); i &+= 1 }
+    return (((s0 + s1) + (s2 + s3)) + sTail, ((t0 + t1) + (t2 + t3)) + tTail)
+}
+
 @inlinable
 public func batchNormForward<T: BinaryFloatingPoint, S: BatchNormStorage>(
     _ x: UnsafePointer<S>, outer: Int, channels: Int, inner: Int,
@@ -55,20 +113,10 @@ public func batchNormForward<T: BinaryFloatingPoint, S: BatchNormStorage>(
         let x = xb.value, y = yb.value
         for c in range {
             var s = 0.0
-            for o in 0..<outer {
-                let p = x + o * stride + c * inner
-                var rs = 0.0
-                for i in 0..<inner { rs += Double(p[i].widened(to: T.self)) }
-                s += rs
-            }
+            for o in 0..<outer { s += batchNormSum(x + o * stride + c * inner, inner, as: T.self) }
             let mu = s / Double(m)
             var ss = 0.0
-            for o in 0..<outer {
-                let p = x + o * stride + c * inner
-                var rs = 0.0
-                for i in 0..<inner { let d = Double(p[i].widened(to: T.self)) - mu; rs += d * d }
-                ss += rs
-            }
+            for o in 0..<outer { ss += batchNormSquaredDeviations(x + o * stride + c * inner, inner, mean: mu, as: T.self) }
             let v = ss / Double(m)
             let invstd = 1 / (v + eps).squareRoot()
             let g = gb.value.map { Double($0[c]) } ?? 1
@@ -103,13 +151,7 @@ public func batchNormBackward<T: BinaryFloatingPoint, S: BatchNormStorage>(
             let invstd = 1 / (Double(vb.value[c]) + eps).squareRoot()
             var sdy = 0.0, sdyx = 0.0
             for o in 0..<outer {
-                let pg = dy + o * stride + c * inner, px = x + o * stride + c * inner
-                var a = 0.0, b = 0.0
-                for i in 0..<inner {
-                    let g = Double(pg[i].widened(to: T.self))
-                    a += g
-                    b += g * (Double(px[i].widened(to: T.self)) - mu)
-                }
+                let (a, b) = batchNormGradientSums(dy + o * stride + c * inner, x + o * stride + c * inner, inner, mean: mu, as: T.self)
                 sdy += a
                 sdyx += b
             }

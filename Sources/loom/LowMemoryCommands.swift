@@ -31,6 +31,7 @@ struct CheckpointBench: ParsableCommand {
 
     struct Row {
         var depth: Int, policy: String, plan: String, planned: Int, actPeak: Int, stepPeak: Int, seconds: Double
+        var forwardSeconds: Double, backwardSeconds: Double
     }
 
     /// One policy's model, optimizer and data, and its measured steps.
@@ -41,7 +42,7 @@ struct CheckpointBench: ParsableCommand {
         var opt: Optimizer
         let x: Tensor, y: Tensor
         var policy = "none", planText = "-", planned = 0
-        var results: [(act: Int, total: Int, secs: Double)] = []
+        var results: [(act: Int, total: Int, secs: Double, fwd: Double, bwd: Double)] = []
 
         init(name: String, model: DeepConvNet, x: Tensor, y: Tensor) throws {
             self.name = name
@@ -52,15 +53,21 @@ struct CheckpointBench: ParsableCommand {
             self.y = y
         }
 
-        var medianSeconds: Double { let t = results.map(\.secs).sorted(); return t[t.count / 2] }
+        var medianSeconds: Double { median(results.map(\.secs)) }
+        var medianForward: Double { median(results.map(\.fwd)) }
+        var medianBackward: Double { median(results.map(\.bwd)) }
+        private func median(_ v: [Double]) -> Double { let t = v.sorted(); return t[t.count / 2] }
 
-        /// One training step: (activation peak, step peak above the level before, seconds).
-        func step() -> (act: Int, total: Int, secs: Double) {
+        /// One training step: (activation peak, step peak above the level before, seconds of
+        /// the step, of its forward pass and of its backward pass — recomputation included).
+        func step() -> (act: Int, total: Int, secs: Double, fwd: Double, bwd: Double) {
             let before = Memory.stats()
             Memory.resetPeak()
             let t0 = DispatchTime.now().uptimeNanoseconds
             let loss = Memory.withTag(.activations) { Loss.crossEntropy(logits: model(x), targets: y) }
+            let t1 = DispatchTime.now().uptimeNanoseconds
             Memory.withTag(.workspace) { loss.backward() }
+            let t2 = DispatchTime.now().uptimeNanoseconds
             var values = params.map { _ in Tensor.zeros([0]) }
             for i in params.indices { swap(&values[i], &params[i].value) }
             opt.step(&values)
@@ -68,7 +75,8 @@ struct CheckpointBench: ParsableCommand {
             model.zeroGrad()
             let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             let after = Memory.stats()
-            return (after.peak(.activations) - before.current(.activations), after.peak - before.current, secs)
+            return (after.peak(.activations) - before.current(.activations), after.peak - before.current, secs,
+                    Double(t1 - t0) / 1e9, Double(t2 - t1) / 1e9)
         }
     }
 
@@ -82,7 +90,7 @@ struct CheckpointBench: ParsableCommand {
         BlasInfo.setThreads(t)
         var rows: [Row] = []
         print("DeepConvNet, batch \(batchSize), \(channels) channels, 28x28, \(t) threads; median of \(steps) steps")
-        print("depth  policy      act peak   step peak     planned   step ms   x time  mem ÷   plan")
+        print("depth  policy      act peak   step peak     planned   step ms   fwd ms   bwd ms   x time  mem ÷   plan")
         for depth in ds {
             // One model per policy; their steps are interleaved (none, sqrt, budget, none, ...)
             // so that a slow stretch of a shared machine hits every policy alike.
@@ -114,12 +122,14 @@ struct CheckpointBench: ParsableCommand {
             let base = runners[0]
             for r in runners {
                 let secs = r.medianSeconds, act = r.results.map(\.act).max()!, total = r.results.map(\.total).max()!
-                rows.append(Row(depth: depth, policy: r.policy, plan: r.planText, planned: r.planned, actPeak: act, stepPeak: total, seconds: secs))
+                rows.append(Row(depth: depth, policy: r.policy, plan: r.planText, planned: r.planned, actPeak: act, stepPeak: total, seconds: secs,
+                                forwardSeconds: r.medianForward, backwardSeconds: r.medianBackward))
                 let baseAct = base.results.map(\.act).max()!
                 func l(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
                 print(l("\(depth)", 5) + "  " + r.name.padding(toLength: 8, withPad: " ", startingAt: 0)
                       + l(formatBytes(act), 12) + l(formatBytes(total), 12) + l(formatBytes(r.planned), 12)
-                      + String(format: "%10.1f %8.2f %7.2f   ", secs * 1000, secs / base.medianSeconds, Double(baseAct) / Double(Swift.max(act, 1)))
+                      + String(format: "%10.1f %8.1f %8.1f %8.2f %7.2f   ", secs * 1000, r.medianForward * 1000, r.medianBackward * 1000,
+                               secs / base.medianSeconds, Double(baseAct) / Double(Swift.max(act, 1)))
                       + r.planText)
             }
             fflush(nil)
@@ -138,6 +148,7 @@ struct CheckpointBench: ParsableCommand {
             for r in rows {
                 let rec: [String: Any] = ["depth": r.depth, "policy": r.policy, "plan": r.plan, "planned_bytes": r.planned,
                                           "activation_peak_bytes": r.actPeak, "step_peak_bytes": r.stepPeak, "step_seconds": r.seconds,
+                                          "forward_seconds": r.forwardSeconds, "backward_seconds": r.backwardSeconds,
                                           "batch": batchSize, "channels": channels]
                 out += try JSONSerialization.data(withJSONObject: rec, options: [.sortedKeys]) + Data([0x0A])
             }
