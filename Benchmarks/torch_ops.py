@@ -29,6 +29,8 @@ def conv_rows(rows, repeats, want):
     layers = [
         ("lenet conv1 b64 1x28x28 -> 6 k5 p2", 64, 1, 28, 28, 6, 5, 1, 2, 1),
         ("lenet conv2 b64 6x14x14 -> 16 k5", 64, 6, 14, 14, 16, 5, 1, 0, 1),
+        ("convnet-bn conv2 b128 32x28x28 -> 32 k3 p1", 128, 32, 28, 28, 32, 3, 1, 1, 1),
+        ("deepconvnet b32 16x28x28 -> 16 k3 p1", 32, 16, 28, 28, 16, 3, 1, 1, 1),
         ("alexnet conv1 b8 3x224x224 -> 96 k11 s4 p2", 8, 3, 224, 224, 96, 11, 4, 2, 1),
         ("alexnet conv2 b8 96x27x27 -> 256 k5 p2 g2", 8, 96, 27, 27, 256, 5, 1, 2, 2),
         ("alexnet conv3 b8 256x13x13 -> 384 k3 p1", 8, 256, 13, 13, 384, 3, 1, 1, 1),

@@ -135,13 +135,17 @@ func conv2dWorkerWorkspace(geometry: Conv2dGeometry, outChannels: Int, groups: I
 /// Elements of scratch space the conv2d kernels need under `plan`: `plan.threads`
 /// workers' own scratch (see `Conv2dPlan`: `K·P` for one image per chunk, 0 if
 /// pointwise; `imagesPerChunk·(K + O/groups)·P` otherwise), plus one weight-gradient
-/// partial sum `O·K` for every worker after the first.
+/// partial sum `O·K` for every worker after the first; at least one worker's scratch of
+/// the direct kernel when `Conv2dDirect.policy` chooses it for this layer.
 @inlinable
 public func conv2dWorkspaceCount(geometry: Conv2dGeometry, outChannels: Int, groups: Int, plan: Conv2dPlan = Conv2dPlan()) -> Int {
     let worker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,
                                        imagesPerChunk: plan.imagesPerChunk)
     let K = geometry.channels / max(groups, 1) * geometry.kernelH * geometry.kernelW
-    return plan.threads * worker + (plan.threads - 1) * outChannels * K
+    let gemm = plan.threads * worker + (plan.threads - 1) * outChannels * K
+    // The direct kernel (when chosen) runs inside the same workspace: at least one worker's.
+    return conv2dDirectChosen(geometry, outChannels: outChannels, groups: groups)
+        ? max(gemm, Conv2dDirect.workerScratch(geometry, outChannels: outChannels)) : gemm
 }
 
 @inlinable

@@ -33,6 +33,10 @@ import Dispatch
 /// skip im2col). `workspace` holds `conv2dWorkspaceCount` elements for `plan` (nil
 /// allowed when that is 0). Cost: ⌈batch/chunk⌉·groups GEMMs of (O/g) x K x (chunk·P),
 /// plus im2col and the scatter.
+///
+/// Float32 stride-1 layers with few channels (`Conv2dDirect.policy`, `preferred`) run the
+/// direct kernel of ConvDirect.swift instead, image-parallel on Loom's threads inside the
+/// same workspace (it needs about one padded image per worker, far less than im2col).
 @inlinable
 public func conv2dForward<T: GemmScalar>(
     input: UnsafePointer<T>, weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
@@ -41,6 +45,16 @@ public func conv2dForward<T: GemmScalar>(
 ) {
     conv2dCheck(geometry, outChannels: outChannels, groups: groups, plan: plan,
                 workspace: workspace.map { UnsafeMutableRawPointer($0) }, "conv2dForward")
+    if T.self == Float.self, batch > 0, let workspace,
+       conv2dDirectForwardIfChosen(input: UnsafeRawPointer(input).assumingMemoryBound(to: Float.self),
+                                   weight: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
+                                   bias: bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) },
+                                   output: UnsafeMutableRawPointer(output).assumingMemoryBound(to: Float.self),
+                                   batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
+                                   workspace: UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self),
+                                   workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
+        return
+    }
     let z = Conv2dSizes(geometry, outChannels: outChannels, groups: groups)
     let workers = max(1, min(plan.threads, batch))
     let perWorker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,

@@ -17,15 +17,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Write results as JSON to this file.") var json: String?
     @Option(help: "Only rows whose name contains this string.") var filter: String?
     @Flag(help: "Run a competing busy-loop process on one core while measuring.") var busy = false
+    @Option(help: "Direct convolution kernel for stride-1 Float32 layers: auto, always or never.") var convDirect: String = "auto"
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected at least 1") }
+        _ = try parseConvDirect(convDirect)
     }
 
     func run() throws {
         var busyProcess: Process?
         if busy { busyProcess = try startBusyLoop() }
         defer { busyProcess?.terminate() }
+        Conv2dDirect.policy = try parseConvDirect(convDirect)
         print("OpenBLAS core \(BlasInfo.coreName), BLAS threads \(BlasInfo.threads), Loom kernel threads \(KernelThreading.maxThreads)\(busy ? ", with a competing busy process" : "")")
         let rows = BenchSuite(repeats: repeats, filter: filter).runAll()
         printTable(rows)
@@ -34,6 +37,16 @@ struct Bench: ParsableCommand {
             try data.write(to: URL(fileURLWithPath: json))
             print("wrote \(json)")
         }
+    }
+}
+
+/// `--conv-direct auto|always|never`.
+func parseConvDirect(_ text: String) throws -> Conv2dDirectPolicy {
+    switch text {
+    case "auto": return .auto
+    case "always": return .always
+    case "never": return .never
+    default: throw ValidationError("--conv-direct '\(text)': expected auto, always or never")
     }
 }
 

@@ -292,6 +292,36 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The direct Float32 kernel (forced on for every case it applies to, and forced off)
+    /// against the definition, under every plan: the plan's workspace must hold it, and the
+    /// NaN-filled scratch shows any read of an entry it did not write.
+    func testDirectConvolutionMatchesTheDefinition() {
+        var rng = ConvPoolRNG(seed: 16)
+        defer { Conv2dDirect.policy = .auto }
+        let extra = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
+                     ConvCase(n: 2, c: 3, h: 7, w: 5, o: 9, kernel: (5, 3), padding: (2, 0), dilation: (1, 2)),
+                     ConvCase(n: 4, c: 16, h: 28, w: 28, o: 16, kernel: (3, 3), padding: (1, 1))]
+        var directCases = 0
+        for cs in Self.cases + extra where cs.n > 0 && cs.o > 0 {
+            let applies = Conv2dDirect.applies(cs.geometry, groups: cs.groups)
+            if applies { directCases += 1 }
+            let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount), b = rng.array(cs.o)
+            let expected = cs.naiveForward(x, w, b)
+            for policy in [Conv2dDirectPolicy.always, .never] {
+                Conv2dDirect.policy = policy
+                for plan in [Conv2dPlan(), Conv2dPlan(imagesPerChunk: 2), Conv2dPlan(threads: 2)] {
+                    let (y, _, _) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy, plan: plan)
+                    assertClose(y, expected, tol: 1e-4, "forward f32 \(policy) \(cs) \(plan)")
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(directCases, 5, "too few cases exercise the direct kernel")
+        XCTAssertTrue(Conv2dDirect.preferred(ConvCase(n: 1, c: 16, h: 28, w: 28, o: 16, kernel: (3, 3), padding: (1, 1)).geometry,
+                                             outChannels: 16, groups: 1))
+        XCTAssertFalse(Conv2dDirect.applies(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), stride: (2, 2)).geometry, groups: 1))
+        XCTAssertFalse(Conv2dDirect.applies(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), groups: 2).geometry, groups: 2))
+    }
+
     /// `conv2dBackward` with only one of the two gradients asked for leaves the other
     /// buffer alone and needs only the operand that gradient reads.
     func testCombinedBackwardComputesOnlyWhatIsAsked() {

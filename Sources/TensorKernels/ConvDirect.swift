@@ -1,0 +1,206 @@
+import Dispatch
+
+// Direct stride-1 convolution for Float32 layers with few channels (see `conv2dForward`).
+//
+// im2col + GEMM writes a column matrix kh·kw times the image, OpenBLAS then packs it
+// again and zeroes its output before accumulating: for a 16-channel 3x3 layer those
+// passes cost as much as the multiply-adds (the GEMM is [16 x 144] x [144 x 784] per
+// image, too thin for the BLAS kernel to pay off). The direct kernel instead reads a
+// zero-padded copy of the image (about one image in size) and keeps a 4-output-channel x
+// 24-pixel block of results in twelve AVX registers while it runs over every input channel
+// and kernel tap: one load of 24 input pixels feeds four fused multiply-adds each.
+//
+// Flat-plane trick: with stride 1, output pixel (oh, ow) reads padded pixels
+// (oh + i·dh, ow + j·dw), i.e. flat index t + i·dh·Wp + j·dw with t = oh·Wp + ow on the
+// padded width Wp. So a kernel tap is one constant offset over the whole plane, and the
+// kernel walks the plane in runs of 24 flat positions regardless of row ends; positions
+// with ow >= outW (the right-hand padding columns) are computed and dropped.
+
+/// When `conv2dForward` uses the direct kernel.
+public enum Conv2dDirectPolicy: Sendable, Equatable {
+    /// Float32, groups 1, stride 1, not pointwise, and a layer shape where it measured faster.
+    case auto
+    /// Whenever it applies (Float32, groups 1, stride 1, not pointwise): for tests and benchmarks.
+    case always
+    /// Never: im2col + GEMM only.
+    case never
+}
+
+public enum Conv2dDirect {
+    /// The policy `conv2dForward` follows (default `.auto`). Set before kernels run.
+    nonisolated(unsafe) public static var policy: Conv2dDirectPolicy = .auto
+
+    /// Output channels computed together (registers per pixel run).
+    @usableFromInline static let channelBlock = 4
+    /// Flat output positions computed together: three 8-lane vectors.
+    @usableFromInline static let run = 24
+
+    /// Whether the direct kernel can compute this convolution (any size).
+    @inlinable
+    public static func applies(_ g: Conv2dGeometry, groups: Int) -> Bool {
+        groups == 1 && g.strideH == 1 && g.strideW == 1 && !g.isPointwise && g.channels > 0
+    }
+
+    /// Whether `.auto` picks it: few output channels and a short reduction, where the GEMM
+    /// is thin (measured with `loom bench --filter conv2d`; see BENCHMARKS.md).
+    @inlinable
+    public static func preferred(_ g: Conv2dGeometry, outChannels: Int, groups: Int) -> Bool {
+        applies(g, groups: groups) && outChannels <= 64 && g.colRows <= 1024
+    }
+
+    /// Padded width, plane stride and flat-run geometry of one image.
+    @usableFromInline
+    struct Layout {
+        @usableFromInline var wp: Int, hp: Int, plane: Int, positions: Int, runs: Int, packedWeights: Int
+        @inlinable
+        init(_ g: Conv2dGeometry, outChannels: Int) {
+            wp = g.width + 2 * g.padW
+            hp = g.height + 2 * g.padH
+            // The last run reads up to 23 positions past the plane plus the widest tap.
+            plane = hp * wp + (g.kernelW - 1) * g.dilationW + Conv2dDirect.run
+            positions = g.outH * wp
+            runs = (positions + Conv2dDirect.run - 1) / Conv2dDirect.run
+            let blocks = (outChannels + Conv2dDirect.channelBlock - 1) / Conv2dDirect.channelBlock
+            packedWeights = blocks * Conv2dDirect.channelBlock * g.colRows
+        }
+    }
+
+    /// Scratch elements one worker needs for this layer: packed weights, the padded image
+    /// and one channel block's results.
+    @inlinable
+    public static func workerScratch(_ g: Conv2dGeometry, outChannels: Int) -> Int {
+        let l = Layout(g, outChannels: outChannels)
+        return l.packedWeights + g.channels * l.plane + channelBlock * l.runs * run
+    }
+}
+
+/// Forward convolution of `images` of the batch with the direct kernel, Float32, groups 1,
+/// stride 1 (`Conv2dDirect.applies`). `scratch` holds `Conv2dDirect.workerScratch` elements.
+@inlinable
+func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                         output: UnsafeMutablePointer<Float>, images: Range<Int>, outChannels O: Int,
+                         geometry g: Conv2dGeometry, scratch: UnsafeMutablePointer<Float>) {
+    let l = Conv2dDirect.Layout(g, outChannels: O)
+    let C = g.channels, K = g.colRows, taps = g.kernelH * g.kernelW
+    let CB = Conv2dDirect.channelBlock, R = Conv2dDirect.run
+    let packed = scratch, padded = scratch + l.packedWeights, results = padded + C * l.plane
+    // Weights as [block][c][tap][4 channels], zero for channels past O.
+    let blocks = (O + CB - 1) / CB
+    for b in 0..<blocks {
+        for k in 0..<K {
+            for j in 0..<CB {
+                let o = b * CB + j
+                packed[(b * K + k) * CB + j] = o < O ? weight[o * K + k] : 0
+            }
+        }
+    }
+    // Tap offsets on the padded plane.
+    var offsets = [Int](repeating: 0, count: taps)
+    for i in 0..<g.kernelH { for j in 0..<g.kernelW { offsets[i * g.kernelW + j] = i * g.dilationH * l.wp + j * g.dilationW } }
+    let HW = g.height * g.width, OHW = g.outH * g.outW, rowLen = l.runs * R
+    offsets.withUnsafeBufferPointer { offs in
+        for n in images {
+            let img = input + n * C * HW
+            // Zero-padded copy of the image.
+            for c in 0..<C {
+                let dst = padded + c * l.plane
+                dst.update(repeating: 0, count: l.plane)
+                for h in 0..<g.height {
+                    (dst + (h + g.padH) * l.wp + g.padW).update(from: img + c * HW + h * g.width, count: g.width)
+                }
+            }
+            let out = output + n * O * OHW
+            for b in 0..<blocks {
+                let wb = packed + b * K * CB
+                for r in 0..<l.runs {
+                    conv2dDirectRun(padded + r * R, planeStride: l.plane, channels: C, offsets: offs.baseAddress!, taps: taps,
+                                    weights: wb, results: results + r * R, resultStride: rowLen)
+                }
+                // Keep the ow < outW columns of each row, adding the bias.
+                for j in 0..<min(CB, O - b * CB) {
+                    let o = b * CB + j
+                    let bv = bias?[o] ?? 0
+                    let src = results + j * rowLen, dst = out + o * OHW
+                    for oh in 0..<g.outH {
+                        let s = src + oh * l.wp, d = dst + oh * g.outW
+                        for ow in 0..<g.outW { d[ow] = s[ow] + bv }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One run of 24 flat positions for 4 output channels: Σ over channels and taps of
+/// weight · input, into `results + j·resultStride` for channel j of the block.
+@inlinable @inline(__always)
+func conv2dDirectRun(_ x: UnsafeMutablePointer<Float>, planeStride: Int, channels: Int, offsets: UnsafePointer<Int>, taps: Int,
+                     weights: UnsafeMutablePointer<Float>, results: UnsafeMutablePointer<Float>, resultStride: Int) {
+    @inline(__always) func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>()
+    var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>()
+    var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
+    var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>()
+    var w = weights
+    var plane = x
+    for _ in 0..<channels {
+        for t in 0..<taps {
+            let p = plane + offsets[t]
+            let x0 = load(p), x1 = load(p + 8), x2 = load(p + 16)
+            let w0 = SIMD8<Float>(repeating: w[0]), w1 = SIMD8<Float>(repeating: w[1])
+            let w2 = SIMD8<Float>(repeating: w[2]), w3 = SIMD8<Float>(repeating: w[3])
+            a00.addProduct(w0, x0); a01.addProduct(w0, x1); a02.addProduct(w0, x2)
+            a10.addProduct(w1, x0); a11.addProduct(w1, x1); a12.addProduct(w1, x2)
+            a20.addProduct(w2, x0); a21.addProduct(w2, x1); a22.addProduct(w2, x2)
+            a30.addProduct(w3, x0); a31.addProduct(w3, x1); a32.addProduct(w3, x2)
+            w += 4
+        }
+        plane += planeStride
+    }
+    @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+    store(a00, results); store(a01, results + 8); store(a02, results + 16)
+    let r1 = results + resultStride, r2 = r1 + resultStride, r3 = r2 + resultStride
+    store(a10, r1); store(a11, r1 + 8); store(a12, r1 + 16)
+    store(a20, r2); store(a21, r2 + 8); store(a22, r2 + 16)
+    store(a30, r3); store(a31, r3 + 8); store(a32, r3 + 16)
+}
+
+/// Whether `Conv2dDirect.policy` picks the direct kernel for this layer (element type aside).
+@inlinable
+func conv2dDirectChosen(_ geometry: Conv2dGeometry, outChannels: Int, groups: Int) -> Bool {
+    switch Conv2dDirect.policy {
+    case .never: return false
+    case .always: return Conv2dDirect.applies(geometry, groups: groups)
+    case .auto: return Conv2dDirect.preferred(geometry, outChannels: outChannels, groups: groups)
+    }
+}
+
+/// Runs the direct kernel when `Conv2dDirect.policy` chooses it for this layer and
+/// `workspaceCount` elements hold at least one worker's scratch; returns whether it ran.
+/// Workers: as many of Loom's threads as the batch and the workspace allow.
+@inlinable
+func conv2dDirectForwardIfChosen(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                 output: UnsafeMutablePointer<Float>, batch: Int, outChannels: Int, groups: Int,
+                                 geometry: Conv2dGeometry, workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) -> Bool {
+    guard conv2dDirectChosen(geometry, outChannels: outChannels, groups: groups) else { return false }
+    let need = Conv2dDirect.workerScratch(geometry, outChannels: outChannels)
+    guard need <= workspaceCount else { return false }
+    let workers = max(1, min(KernelThreading.maxThreads, batch, workspaceCount / need))
+    if workers == 1 {
+        conv2dDirectForward(input: input, weight: weight, bias: bias, output: output, images: 0..<batch,
+                            outChannels: outChannels, geometry: geometry, scratch: workspace)
+        return true
+    }
+    let box = UnsafeSendableBox((input, weight, bias, output, workspace))
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+        let (input, weight, bias, output, workspace) = box.value
+        conv2dDirectForward(input: input, weight: weight, bias: bias, output: output,
+                            images: (batch * w / workers)..<(batch * (w + 1) / workers),
+                            outChannels: outChannels, geometry: geometry, scratch: workspace + w * need)
+    }
+    return true
+}
