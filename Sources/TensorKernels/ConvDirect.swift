@@ -66,11 +66,11 @@ public enum Conv2dDirect {
     }
 
     /// Scratch elements one worker needs for this layer: packed weights, the padded image
-    /// and one channel block's results.
+    /// and the results of every channel on the padded-width grid.
     @inlinable
     public static func workerScratch(_ g: Conv2dGeometry, outChannels: Int) -> Int {
         let l = Layout(g, outChannels: outChannels)
-        return l.packedWeights + g.channels * l.plane + channelBlock * l.runs * run
+        return l.packedWeights + g.channels * l.plane + l.packedWeights / g.colRows * l.runs * run
     }
 }
 
@@ -109,22 +109,22 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
                     (dst + (h + g.padH) * l.wp + g.padW).update(from: img + c * HW + h * g.width, count: g.width)
                 }
             }
-            let out = output + n * O * OHW
-            for b in 0..<blocks {
-                let wb = packed + b * K * CB
-                for r in 0..<l.runs {
+            // Runs outer, channel blocks inner: the input window of one run (a few rows of
+            // every channel) stays in L1 while all blocks use it.
+            for r in 0..<l.runs {
+                for b in 0..<blocks {
                     conv2dDirectRun(padded + r * R, planeStride: l.plane, channels: C, offsets: offs.baseAddress!, taps: taps,
-                                    weights: wb, results: results + r * R, resultStride: rowLen)
+                                    weights: packed + b * K * CB, results: results + b * CB * rowLen + r * R, resultStride: rowLen)
                 }
-                // Keep the ow < outW columns of each row, adding the bias.
-                for j in 0..<min(CB, O - b * CB) {
-                    let o = b * CB + j
-                    let bv = bias?[o] ?? 0
-                    let src = results + j * rowLen, dst = out + o * OHW
-                    for oh in 0..<g.outH {
-                        let s = src + oh * l.wp, d = dst + oh * g.outW
-                        for ow in 0..<g.outW { d[ow] = s[ow] + bv }
-                    }
+            }
+            // Keep the ow < outW columns of each row, adding the bias.
+            let out = output + n * O * OHW
+            for o in 0..<O {
+                let bv = bias?[o] ?? 0
+                let src = results + o * rowLen, dst = out + o * OHW
+                for oh in 0..<g.outH {
+                    let s = src + oh * l.wp, d = dst + oh * g.outW
+                    for ow in 0..<g.outW { d[ow] = s[ow] + bv }
                 }
             }
         }
@@ -133,7 +133,9 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
 
 /// One run of 24 flat positions for 4 output channels: Σ over channels and taps of
 /// weight · input, into `results + j·resultStride` for channel j of the block.
-@inlinable @inline(__always)
+/// Not inlined: inside the caller's loops the compiler spilled accumulators to the stack
+/// (measured 2x slower); on its own all twelve stay in registers.
+@usableFromInline @inline(never)
 func conv2dDirectRun(_ x: UnsafeMutablePointer<Float>, planeStride: Int, channels: Int, offsets: UnsafePointer<Int>, taps: Int,
                      weights: UnsafeMutablePointer<Float>, results: UnsafeMutablePointer<Float>, resultStride: Int) {
     @inline(__always) func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
