@@ -143,9 +143,16 @@ public func conv2dWorkspaceCount(geometry: Conv2dGeometry, outChannels: Int, gro
                                        imagesPerChunk: plan.imagesPerChunk)
     let K = geometry.channels / max(groups, 1) * geometry.kernelH * geometry.kernelW
     let gemm = plan.threads * worker + (plan.threads - 1) * outChannels * K
-    // The direct kernel (when chosen) runs inside the same workspace: at least one worker's.
-    return conv2dDirectChosen(geometry, outChannels: outChannels, groups: groups)
-        ? max(gemm, Conv2dDirect.workerScratch(geometry, outChannels: outChannels)) : gemm
+    // The direct kernel (when chosen) runs inside the same workspace: at least one worker's,
+    // for the forward pass and for the input gradient.
+    var count = gemm
+    if conv2dDirectChosen(geometry, outChannels: outChannels, groups: groups) {
+        count = max(count, Conv2dDirect.workerScratch(geometry, outChannels: outChannels))
+    }
+    if let dg = conv2dDirectDataGradientGeometry(geometry, outChannels: outChannels, groups: groups) {
+        count = max(count, conv2dDirectDataGradientScratch(geometry, dg, outChannels: outChannels))
+    }
+    return count
 }
 
 @inlinable

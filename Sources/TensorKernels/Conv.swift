@@ -166,6 +166,19 @@ public func conv2dBackward<T: GemmScalar>(
         gradWeight?.update(repeating: 0, count: weightCount)
         return
     }
+    // Stride-1 Float32 layers with few channels: the input gradient as a direct convolution
+    // (ConvDirect.swift), before the weight gradient reuses the workspace.
+    var gradInput = gradInput
+    if T.self == Float.self, let gi = gradInput, let weight, let workspace,
+       conv2dDirectDataGradientIfChosen(gradOutput: UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self),
+                                        weight: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
+                                        gradInput: UnsafeMutableRawPointer(gi).assumingMemoryBound(to: Float.self),
+                                        batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
+                                        workspace: UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self),
+                                        workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
+        gradInput = nil
+        if gradWeight == nil { return }
+    }
     let workers = max(1, min(plan.threads, batch))
     let perWorker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,
                                           imagesPerChunk: plan.imagesPerChunk)

@@ -206,3 +206,51 @@ func conv2dDirectForwardIfChosen(input: UnsafePointer<Float>, weight: UnsafePoin
     }
     return true
 }
+
+// MARK: - Input gradient as a direct convolution
+
+/// The geometry under which the input gradient of a stride-1, groups-1 convolution is itself
+/// a stride-1 convolution: of the output gradient (O channels, outH x outW) by the weight
+/// flipped in space with its channel axes swapped, padded by dilation·(kernel − 1) − padding
+/// (which must not be negative). Nil when that does not hold or the policy does not choose
+/// the direct kernel for it.
+@inlinable
+func conv2dDirectDataGradientGeometry(_ g: Conv2dGeometry, outChannels: Int, groups: Int) -> Conv2dGeometry? {
+    guard groups == 1, g.strideH == 1, g.strideW == 1, outChannels > 0 else { return nil }
+    let ph = g.dilationH * (g.kernelH - 1) - g.padH, pw = g.dilationW * (g.kernelW - 1) - g.padW
+    guard ph >= 0, pw >= 0 else { return nil }
+    let dg = Conv2dGeometry(channels: outChannels, height: g.outH, width: g.outW, kernel: (g.kernelH, g.kernelW),
+                            padding: (ph, pw), dilation: (g.dilationH, g.dilationW))
+    guard dg.outH == g.height, dg.outW == g.width, conv2dDirectChosen(dg, outChannels: g.channels, groups: 1) else { return nil }
+    return dg
+}
+
+/// Workspace elements of the direct input gradient: the flipped weight and one worker's scratch.
+@inlinable
+func conv2dDirectDataGradientScratch(_ g: Conv2dGeometry, _ dg: Conv2dGeometry, outChannels: Int) -> Int {
+    outChannels * g.colRows + Conv2dDirect.workerScratch(dg, outChannels: g.channels)
+}
+
+/// Computes the input gradient of a stride-1, groups-1 Float32 convolution with the direct
+/// kernel when `conv2dDirectDataGradientGeometry` allows it and the workspace holds it;
+/// returns whether it did.
+@inlinable
+func conv2dDirectDataGradientIfChosen(gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                      gradInput: UnsafeMutablePointer<Float>, batch: Int, outChannels O: Int, groups: Int,
+                                      geometry g: Conv2dGeometry, workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) -> Bool {
+    guard let dg = conv2dDirectDataGradientGeometry(g, outChannels: O, groups: groups) else { return false }
+    let C = g.channels, kh = g.kernelH, kw = g.kernelW
+    let flippedCount = O * g.colRows
+    guard conv2dDirectDataGradientScratch(g, dg, outChannels: O) <= workspaceCount else { return false }
+    // w'[c, o, i, j] = w[o, c, kh − 1 − i, kw − 1 − j]
+    let flipped = workspace
+    for c in 0..<C {
+        for o in 0..<O {
+            let src = weight + (o * C + c) * kh * kw, dst = flipped + (c * O + o) * kh * kw
+            for i in 0..<kh { for j in 0..<kw { dst[i * kw + j] = src[(kh - 1 - i) * kw + (kw - 1 - j)] } }
+        }
+    }
+    return conv2dDirectForwardIfChosen(input: gradOutput, weight: flipped, bias: nil, output: gradInput, batch: batch,
+                                       outChannels: C, groups: 1, geometry: dg, workspace: workspace + flippedCount,
+                                       workspaceCount: workspaceCount - flippedCount)
+}

@@ -1,5 +1,5 @@
 import XCTest
-import TensorKernels
+@testable import TensorKernels
 
 /// Deterministic pseudo-random numbers for kernel tests (SplitMix64).
 struct ConvPoolRNG {
@@ -292,9 +292,11 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// The direct Float32 kernel (forced on for every case it applies to, and forced off)
-    /// against the definition, under every plan: the plan's workspace must hold it, and the
-    /// NaN-filled scratch shows any read of an entry it did not write.
+    /// The direct Float32 kernel (forced on for every case it applies to, and forced off),
+    /// for the forward pass and the input gradient (a direct convolution of the output
+    /// gradient by the flipped weight), against the definition under several plans: the
+    /// plan's workspace must hold it, and the NaN-filled scratch shows any read of an entry
+    /// it did not write.
     func testDirectConvolutionMatchesTheDefinition() {
         var rng = ConvPoolRNG(seed: 16)
         defer { Conv2dDirect.policy = .auto }
@@ -306,16 +308,24 @@ final class ConvTests: XCTestCase {
             let applies = Conv2dDirect.applies(cs.geometry, groups: cs.groups)
             if applies { directCases += 1 }
             let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount), b = rng.array(cs.o)
-            let expected = cs.naiveForward(x, w, b)
+            let expected = cs.naiveForward(x, w, b), egx = cs.naiveGradInput(gy, w), egw = cs.naiveGradWeight(x, gy)
             for policy in [Conv2dDirectPolicy.always, .never] {
                 Conv2dDirect.policy = policy
                 for plan in [Conv2dPlan(), Conv2dPlan(imagesPerChunk: 2), Conv2dPlan(threads: 2)] {
-                    let (y, _, _) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy, plan: plan)
+                    // Input gradients: the separate entry point and the combined backward (checked equal inside).
+                    let (y, gx, gw) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy, plan: plan)
                     assertClose(y, expected, tol: 1e-4, "forward f32 \(policy) \(cs) \(plan)")
+                    assertClose(gx, egx, tol: 1e-4, "gradInput f32 \(policy) \(cs) \(plan)")
+                    assertClose(gw, egw, tol: 1e-4, "gradWeight f32 \(policy) \(cs) \(plan)")
                 }
             }
         }
         XCTAssertGreaterThanOrEqual(directCases, 5, "too few cases exercise the direct kernel")
+        Conv2dDirect.policy = .always
+        XCTAssertNotNil(conv2dDirectDataGradientGeometry(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), padding: (1, 1)).geometry,
+                                                         outChannels: 4, groups: 1), "a 'same' convolution's input gradient is direct")
+        XCTAssertNil(conv2dDirectDataGradientGeometry(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), padding: (3, 3)).geometry,
+                                                      outChannels: 4, groups: 1), "padding beyond the kernel's reach has no direct input gradient")
         XCTAssertTrue(Conv2dDirect.preferred(ConvCase(n: 1, c: 16, h: 28, w: 28, o: 16, kernel: (3, 3), padding: (1, 1)).geometry,
                                              outChannels: 16, groups: 1))
         XCTAssertFalse(Conv2dDirect.applies(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), stride: (2, 2)).geometry, groups: 1))
