@@ -1,0 +1,127 @@
+import XCTest
+import TensorKernels
+
+/// reduceStrided on inputs large enough for its threaded and SIMD paths (≥ 2 · minChunk
+/// elements): Float32 against a Float64 naive loop, and bit-for-bit equal results for one
+/// and two kernel threads and from run to run.
+final class ReduceParallelTests: XCTestCase {
+    typealias F = ReduceFixture
+
+    /// Runs `body` with `KernelThreading.maxThreads` set to `threads`, then restores it.
+    static func withThreads<R>(_ threads: Int, _ body: () -> R) -> R {
+        let saved = KernelThreading.maxThreads
+        KernelThreading.maxThreads = threads
+        defer { KernelThreading.maxThreads = saved }
+        return body()
+    }
+
+    /// A Float32 strided view: `view` values rounded to Float, in the same layout.
+    struct FloatView {
+        var shape: [Int], strides: [Int], offset: Int
+        var buffer: [Float]
+        var exact: F.View  // the same values as Double, for the naive oracle
+    }
+
+    static func floatView(_ shape: [Int], _ layout: F.Layout, _ rng: inout F.Rand, nanAt: Int? = nil) -> FloatView {
+        var v = F.view(shape, layout, &rng)
+        for i in 0..<v.buffer.count where !v.buffer[i].isNaN { v.buffer[i] = Double(Float(v.buffer[i])) }
+        if let k = nanAt, let idx = F.multiIndices(shape).dropFirst(k).first { v.buffer[v.index(idx)] = .nan }
+        return FloatView(shape: shape, strides: v.strides, offset: v.offset, buffer: v.buffer.map { Float($0) }, exact: v)
+    }
+
+    static func run<C: ReduceCombiner>(_ v: FloatView, _ flags: [Bool], _ c: C.Type) -> [Float] where C.Element == Float {
+        var keep = v.shape
+        for d in 0..<keep.count where flags[d] { keep[d] = 1 }
+        var out = [Float](repeating: C.identity, count: elementCount(keep))
+        v.buffer.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { o in
+                reduceStrided(b.baseAddress!, shape: v.shape, srcStrides: v.strides, srcOffset: v.offset, reduced: flags,
+                              o.baseAddress!, c)
+            }
+        }
+        return out
+    }
+
+    static func same(_ a: [Float], _ b: [Float]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
+    }
+
+    /// (shape, reduced flags): one long row (super-block partials), many rows (row split),
+    /// folding over dim 0 (column split, four rows at a time), few columns, odd sizes, rank 3.
+    static let cases: [([Int], [Bool])] = [
+        ([(1 << 18) + 5], [true]),
+        ([3, 50_001], [false, true]),
+        ([50_001, 3], [true, false]),
+        ([513, 517], [true, false]),
+        ([513, 517], [false, true]),
+        ([513, 517], [true, true]),
+        ([2, 301, 303], [true, false, true]),
+        ([5, 17, 1543], [false, true, false]),
+    ]
+
+    func testFloatSumMaxMinMatchNaiveAndDoNotDependOnThreads() {
+        var rng = F.Rand(11)
+        for (shape, flags) in Self.cases {
+            for layout in F.Layout.allCases {
+                let v = Self.floatView(shape, layout, &rng)
+                let label = "shape \(shape) \(layout) flags \(flags)"
+                // Σ|x| per output slot bounds the rounding error of a float sum.
+                let sumRef = ReduceTests.naiveReduce(v.exact, flags, identity: 0, +)
+                let absRef = ReduceTests.naiveReduce(v.exact, flags, identity: 0) { $0 + Swift.abs($1) }
+                let one = Self.withThreads(1) { Self.run(v, flags, SumCombiner<Float>.self) }
+                let two = Self.withThreads(2) { Self.run(v, flags, SumCombiner<Float>.self) }
+                let again = Self.withThreads(2) { Self.run(v, flags, SumCombiner<Float>.self) }
+                XCTAssertTrue(Self.same(one, two), "sum: 1 vs 2 threads differ, \(label)")
+                XCTAssertTrue(Self.same(two, again), "sum: run to run differ, \(label)")
+                XCTAssertEqual(two.count, sumRef.count, label)
+                // Tolerance 1e-5·Σ|x|: the kernel folds 32 lanes per 4096-element block (dim-0
+                // folds add four rows per step), so its error is far below the n·eps·Σ|x|
+                // (1.6e-2·Σ|x| at n = 2^18) a single running Float sum may reach.
+                for i in 0..<two.count {
+                    XCTAssertLessThanOrEqual(Swift.abs(Double(two[i]) - sumRef[i]), 1e-5 * absRef[i] + 1e-30, "sum \(label) [\(i)]")
+                }
+                for (name, ref) in [("max", ReduceTests.naiveReduce(v.exact, flags, identity: -.infinity) { Swift.max($0, $1) }),
+                                    ("min", ReduceTests.naiveReduce(v.exact, flags, identity: .infinity) { Swift.min($0, $1) })] {
+                    let got1 = Self.withThreads(1) { name == "max" ? Self.run(v, flags, MaxCombiner<Float>.self) : Self.run(v, flags, MinCombiner<Float>.self) }
+                    let got2 = Self.withThreads(2) { name == "max" ? Self.run(v, flags, MaxCombiner<Float>.self) : Self.run(v, flags, MinCombiner<Float>.self) }
+                    XCTAssertEqual(got2, ref.map { Float($0) }, "\(name) \(label)")
+                    XCTAssertTrue(Self.same(got1, got2), "\(name): 1 vs 2 threads differ, \(label)")
+                }
+            }
+        }
+    }
+
+    func testNaNPropagatesThroughEveryPath() {
+        var rng = F.Rand(12)
+        for (shape, flags) in Self.cases {
+            let n = elementCount(shape)
+            let v = Self.floatView(shape, .contiguous, &rng, nanAt: n / 2 + 1)
+            let ref = ReduceTests.naiveReduce(v.exact, flags, identity: 0, +)
+            for threads in [1, 2] {
+                let s = Self.withThreads(threads) { Self.run(v, flags, SumCombiner<Float>.self) }
+                let mx = Self.withThreads(threads) { Self.run(v, flags, MaxCombiner<Float>.self) }
+                let mn = Self.withThreads(threads) { Self.run(v, flags, MinCombiner<Float>.self) }
+                for i in 0..<ref.count {
+                    let label = "shape \(shape) flags \(flags) threads \(threads) [\(i)]"
+                    XCTAssertEqual(s[i].isNaN, ref[i].isNaN, "sum \(label)")
+                    XCTAssertEqual(mx[i].isNaN, ref[i].isNaN, "max \(label)")
+                    XCTAssertEqual(mn[i].isNaN, ref[i].isNaN, "min \(label)")
+                }
+            }
+        }
+    }
+
+    func testDoubleSumOfLongRowMatchesNaive() {
+        var rng = F.Rand(13)
+        for (shape, flags) in Self.cases.prefix(4) {
+            let v = F.view(shape, .stepped, &rng)
+            for threads in [1, 2] {
+                let got = Self.withThreads(threads) { ReduceTests.runReduce(v, flags, SumCombiner<Double>.self) }
+                let ref = ReduceTests.naiveReduce(v, flags, identity: 0, +)
+                for i in 0..<ref.count { F.assertClose(got[i], ref[i], tol: 1e-9, "sum \(shape) threads \(threads) [\(i)]") }
+                let mx = Self.withThreads(threads) { ReduceTests.runReduce(v, flags, MaxCombiner<Double>.self) }
+                XCTAssertEqual(mx, ReduceTests.naiveReduce(v, flags, identity: -.infinity) { Swift.max($0, $1) })
+            }
+        }
+    }
+}
