@@ -106,6 +106,12 @@ def main():
         for name, nbytes, fn in streaming:
             if want(name):
                 rows.append({"name": name, "seconds": median_seconds(fn, args.repeats), "work": nbytes, "unit": "GB/s"})
+        # Sort with indices (must match sortRows in Sources/loom/Bench.swift).
+        for name, shape in (("sort 1M f32 (one line)", (1 << 20,)), ("sort [4096,256] f32 dim 1", (4096, 256))):
+            if want(name):
+                xs = torch.randn(*shape)
+                t = median_seconds(lambda: torch.sort(xs, dim=-1), args.repeats)
+                rows.append({"name": name, "seconds": t, "work": xs.numel(), "unit": "Gelem/s"})
     finally:
         if busy:
             busy.terminate()
