@@ -344,7 +344,7 @@ func foldSuperBlock<C: ReduceCombiner>(_ s: UnsafePointer<C.Element>, count n: I
 /// `dst` must be pre-filled with 0. Two passes (mean first, then squared deviations)
 /// avoid the cancellation of E[x²] − E[x]² (Chan, Golub & LeVeque 1983).
 @inlinable
-public func squaredDeviationSumStrided<T: FloatingPoint>(
+public func squaredDeviationSumStrided<T: BinaryFloatingPoint & SIMDScalar>(
     _ src: UnsafePointer<T>, shape: [Int], srcStrides: [Int], srcOffset: Int,
     reduced: [Bool], mean: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>
 ) {
@@ -361,7 +361,9 @@ public func squaredDeviationSumStrided<T: FloatingPoint>(
     let pShape = order.map { shape[$0] }, pSrc = order.map { srcStrides[$0] }, pDst = order.map { dstStrides[$0] }
     forEachStridedRow(shape: pShape, strides: [pSrc, pDst], offsets: [srcOffset, 0]) { offs, n, inner in
         let s = src + offs[0], m = mean + offs[1], d = dst + offs[1], ss = inner[0], ds = inner[1]
-        if ds == 0 {
+        if ds == 0 && ss == 1 {
+            d[0] += squaredDeviationSum(s, count: n, mean: m[0])
+        } else if ds == 0 {
             let mu = m[0]
             var a0: T = 0, a1: T = 0
             var i = 0
@@ -379,6 +381,41 @@ public func squaredDeviationSumStrided<T: FloatingPoint>(
             }
         }
     }
+}
+
+/// Σ (s[i] − mean)² over a contiguous row: blocks of `ReduceBlocking.block` elements in
+/// four SIMD8 accumulators (as `foldSuperBlock`), blocks added in order.
+@inlinable
+func squaredDeviationSum<T: BinaryFloatingPoint & SIMDScalar>(_ s: UnsafePointer<T>, count n: Int, mean mu: T) -> T {
+    typealias V = SIMD8<T>
+    let m = V(repeating: mu)
+    var total: T = 0
+    var start = 0
+    while start < n {
+        let end = Swift.min(n, start + ReduceBlocking.block)
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        var i = start
+        while i + 32 <= end {
+            let p = UnsafeRawPointer(s + i)
+            let x0 = p.loadUnaligned(as: V.self) - m
+            let x1 = p.loadUnaligned(fromByteOffset: 8 * MemoryLayout<T>.stride, as: V.self) - m
+            let x2 = p.loadUnaligned(fromByteOffset: 16 * MemoryLayout<T>.stride, as: V.self) - m
+            let x3 = p.loadUnaligned(fromByteOffset: 24 * MemoryLayout<T>.stride, as: V.self) - m
+            a0 += x0 * x0; a1 += x1 * x1; a2 += x2 * x2; a3 += x3 * x3
+            i += 32
+        }
+        while i + 8 <= end {
+            let x = UnsafeRawPointer(s + i).loadUnaligned(as: V.self) - m
+            a0 += x * x
+            i += 8
+        }
+        let v = (a0 + a1) + (a2 + a3)
+        var acc = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+        while i < end { let x = s[i] - mu; acc += x * x; i += 1 }
+        total += acc
+        start = end
+    }
+    return total
 }
 
 /// Calls `body(srcOffset, lineIndex)` for each 1-D line along `dim` of a strided source.

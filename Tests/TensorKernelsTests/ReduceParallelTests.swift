@@ -124,4 +124,43 @@ final class ReduceParallelTests: XCTestCase {
             }
         }
     }
+
+    func testSquaredDeviationSumOfLongRows() {
+        // Long contiguous rows take the SIMD path; a large common offset checks the two-pass form.
+        var rng = F.Rand(14)
+        for (shape, flags) in [([4099], [true]), ([3, 5000], [false, true]), ([2, 37, 300], [false, true, true])] {
+            let v = F.view(shape, .contiguous, &rng) { r in Double(Float(1e4 + r.double())) }  // Float-exact inputs
+            let sums = ReduceTests.naiveReduce(v, flags, identity: 0, +)
+            let n = zip(shape, flags).reduce(1) { $1.1 ? $0 * $1.0 : $0 }
+            let mean = sums.map { $0 / Double(n) }
+            var ref = [Double](repeating: 0, count: mean.count)
+            var keep = shape
+            for d in 0..<keep.count where flags[d] { keep[d] = 1 }
+            let ks = contiguousStrides(keep)
+            for idx in F.multiIndices(shape) {
+                var o = 0
+                for d in 0..<idx.count where !flags[d] { o += idx[d] * ks[d] }
+                let dx = v.at(idx) - mean[o]
+                ref[o] += dx * dx
+            }
+            var m2 = [Double](repeating: 0, count: mean.count)
+            v.buffer.withUnsafeBufferPointer { b in
+                squaredDeviationSumStrided(b.baseAddress!, shape: shape, srcStrides: v.strides, srcOffset: v.offset,
+                                           reduced: flags, mean: mean, &m2)
+            }
+            for i in 0..<ref.count { F.assertClose(m2[i], ref[i], tol: 1e-10, "m2 \(shape) \(flags) [\(i)]") }
+            // Float32 on the same (Float-exact) data, mean rounded to Float: tolerance 1e-4
+            // relative (squares summed in 32 SIMD lanes per 4096-element block, blocks in order).
+            let vf = v.buffer.map { Float($0) }
+            let meanF = mean.map { Float($0) }
+            var m2f = [Float](repeating: 0, count: mean.count)
+            vf.withUnsafeBufferPointer { b in
+                squaredDeviationSumStrided(b.baseAddress!, shape: shape, srcStrides: v.strides, srcOffset: v.offset,
+                                           reduced: flags, mean: meanF, &m2f)
+            }
+            for i in 0..<ref.count {
+                XCTAssertEqual(Double(m2f[i]), ref[i], accuracy: 1e-4 * ref[i], "float m2 \(shape) \(flags) [\(i)]")
+            }
+        }
+    }
 }
