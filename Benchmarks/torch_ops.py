@@ -101,6 +101,7 @@ def main():
             ("sum 4M f32 (all)", n * 4, lambda: x.sum()),
             ("sum [2048,2048] dim 1 f32", n * 4, lambda: m.sum(dim=1)),
             ("sum [2048,2048] dim 0 f32", n * 4, lambda: m.sum(dim=0)),
+            ("max [2048,2048] dim 0 f32 (values, indices)", n * 4, lambda: m.max(dim=0)),
             ("transpose copy [2048,2048] f32", b1, lambda: mt.contiguous()),
         ]
         for name, nbytes, fn in streaming:

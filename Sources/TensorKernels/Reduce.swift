@@ -493,6 +493,13 @@ public func argExtremeAlongDim<T: BinaryFloatingPoint>(
 ) {
     let n = shape[dim], st = strides[dim]
     precondition(n > 0, "argmax/argmin: cannot reduce over an empty dimension \(dim) of shape \(shape)")
+    let rank = shape.count
+    if dim < rank - 1 && strides[rank - 1] == 1 && shape[rank - 1] >= 8 && st != 1 {
+        // Lines cross contiguous rows (max over dim 0 of a matrix): sweep the rows in memory
+        // order, updating a row of running results, instead of striding down each line.
+        argExtremeByRows(src, shape: shape, strides: strides, offset: offset, dim: dim, values: values, indices: indices, findMax: findMax)
+        return
+    }
     forEachLine(shape: shape, strides: strides, offset: offset, dim: dim) { off, line in
         let p = src + off
         var best = p[0]
@@ -514,5 +521,70 @@ public func argExtremeAlongDim<T: BinaryFloatingPoint>(
         }
         values[line] = best
         indices[line] = Int64(bestIndex)
+    }
+}
+
+/// `argExtremeAlongDim` when the last dim (not `dim`) is contiguous: for each index of the
+/// other dims, the rows along `dim` are swept in order and fold elementwise into the output
+/// row, with the same rule as the line loop (first NaN wins and stays; strict comparison,
+/// so ties keep the first index). Output columns are split among Loom's workers.
+@inlinable
+func argExtremeByRows<T: BinaryFloatingPoint>(
+    _ src: UnsafePointer<T>, shape: [Int], strides: [Int], offset: Int, dim: Int,
+    values: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>, findMax: Bool
+) {
+    let rank = shape.count
+    let n = shape[dim], st = strides[dim], m = shape[rank - 1]
+    var kept = shape
+    kept.remove(at: dim)
+    let outStrides = contiguousStrides(kept)  // dense output, `dim` removed; last stride 1
+    var outerShape: [Int] = [], outerSrc: [Int] = [], outerDst: [Int] = []
+    for d in 0..<(rank - 1) where d != dim {
+        outerShape.append(shape[d])
+        outerSrc.append(strides[d])
+        outerDst.append(outStrides[d < dim ? d : d - 1])
+    }
+    let outer = elementCount(outerShape)
+    if outer == 0 || m == 0 { return }
+    func block(_ p: UnsafePointer<T>, _ v: UnsafeMutablePointer<T>, _ ix: UnsafeMutablePointer<Int64>, _ cols: Range<Int>) {
+        for j in cols { v[j] = p[j]; ix[j] = 0 }
+        for k in 1..<Swift.max(n, 1) {
+            let row = p + k * st, kk = Int64(k)
+            if findMax {
+                for j in cols {
+                    let x = row[j], b = v[j]
+                    if !b.isNaN && (x > b || x.isNaN) { v[j] = x; ix[j] = kk }
+                }
+            } else {
+                for j in cols {
+                    let x = row[j], b = v[j]
+                    if !b.isNaN && (x < b || x.isNaN) { v[j] = x; ix[j] = kk }
+                }
+            }
+        }
+    }
+    func run(_ o: Int, _ cols: Range<Int>) {
+        var rem = o, so = offset, dOff = 0
+        for d in stride(from: outerShape.count - 1, through: 0, by: -1) {
+            let k = rem % outerShape[d]
+            rem /= outerShape[d]
+            so += k * outerSrc[d]; dOff += k * outerDst[d]
+        }
+        block(src + so, values + dOff, indices + dOff, cols)
+    }
+    let total = outer * n * m
+    if KernelThreading.maxThreads < 2 || total < 2 * KernelThreading.minChunk {
+        for o in 0..<outer { run(o, 0..<m) }
+        return
+    }
+    // Pieces: whole output rows when there are several, else column ranges of one row.
+    if outer >= 2 {
+        let pieces = Swift.min(outer, 4 * KernelThreading.maxThreads)
+        concurrentIterations(pieces) { p in
+            for o in (outer * p / pieces)..<(outer * (p + 1) / pieces) { run(o, 0..<m) }
+        }
+    } else {
+        let pieces = Swift.min(KernelThreading.maxThreads, Swift.max(1, m / 64))
+        concurrentIterations(pieces) { p in run(0, (m * p / pieces)..<(m * (p + 1) / pieces)) }
     }
 }

@@ -159,6 +159,7 @@ struct BenchSuite {
         row("sum 4M f32 (all)", bytes: n * 4) { _ = noGrad { x.sum() } }
         row("sum [2048,2048] dim 1 f32", bytes: n * 4) { _ = noGrad { m.sum(dim: 1) } }
         row("sum [2048,2048] dim 0 f32", bytes: n * 4) { _ = noGrad { m.sum(dim: 0) } }
+        row("max [2048,2048] dim 0 f32 (values, indices)", bytes: n * 4) { _ = noGrad { m.max(dim: 0) } }
         let mt = m.transposed(0, 1)
         row("transpose copy [2048,2048] f32", bytes: b1) { _ = noGrad { mt.contiguous() } }
         return rows

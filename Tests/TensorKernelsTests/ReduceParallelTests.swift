@@ -163,4 +163,44 @@ final class ReduceParallelTests: XCTestCase {
             }
         }
     }
+
+    func testArgExtremeAcrossContiguousRowsMatchesNaive() {
+        // max/min along a dim that is not the contiguous last one: the row-sweeping path,
+        // serial and split among threads (by output rows or by columns), with ties and NaN.
+        var rng = F.Rand(15)
+        for (shape, dim) in [([300, 700], 0), ([5, 200, 150], 1), ([6, 20, 9], 0), ([2, 3, 40], 1), ([1, 8], 0), ([40, 1, 16], 0)] {
+            var v = F.view(shape, .contiguous, &rng) { r in r.tie() }
+            let count = elementCount(shape)
+            for k in [count / 3, count / 3 + 17, 2 * count / 3] {
+                if let idx = F.multiIndices(shape).dropFirst(k).first { v.buffer[v.index(idx)] = .nan }
+            }
+            var outer = shape
+            outer.remove(at: dim)
+            let lines = elementCount(outer)
+            for findMax in [true, false] {
+                for threads in [1, 2] {
+                    var values = [Double](repeating: 0, count: lines), idx = [Int64](repeating: -1, count: lines)
+                    Self.withThreads(threads) {
+                        v.buffer.withUnsafeBufferPointer { b in
+                            argExtremeAlongDim(b.baseAddress!, shape: shape, strides: v.strides, offset: v.offset, dim: dim,
+                                               values: &values, indices: &idx, findMax: findMax)
+                        }
+                    }
+                    for (l, o) in F.multiIndices(outer).enumerated() {
+                        var best = 0, bestV = Double.nan
+                        for i in 0..<shape[dim] {
+                            var full = o
+                            full.insert(i, at: dim)
+                            let x = v.at(full)
+                            if i == 0 { bestV = x; continue }
+                            if bestV.isNaN { break }
+                            if x.isNaN || (findMax ? x > bestV : x < bestV) { bestV = x; best = i }
+                        }
+                        XCTAssertEqual(idx[l], Int64(best), "shape \(shape) dim \(dim) max \(findMax) threads \(threads) line \(l)")
+                        XCTAssert(values[l] == bestV || (values[l].isNaN && bestV.isNaN), "value line \(l)")
+                    }
+                }
+            }
+        }
+    }
 }
