@@ -103,11 +103,18 @@ def main():
             ("sum 4M f32 (all)", n * 4, lambda: x.sum()),
             ("sum [2048,2048] dim 1 f32", n * 4, lambda: m.sum(dim=1)),
             ("sum [2048,2048] dim 0 f32", n * 4, lambda: m.sum(dim=0)),
+            ("max [2048,2048] dim 0 f32 (values, indices)", n * 4, lambda: m.max(dim=0)),
             ("transpose copy [2048,2048] f32", b1, lambda: mt.contiguous()),
         ]
         for name, nbytes, fn in streaming:
             if want(name):
                 rows.append({"name": name, "seconds": median_seconds(fn, args.repeats), "work": nbytes, "unit": "GB/s"})
+        # Sort with indices (must match sortRows in Sources/loom/Bench.swift).
+        for name, shape in (("sort 1M f32 (one line)", (1 << 20,)), ("sort [4096,256] f32 dim 1", (4096, 256))):
+            if want(name):
+                xs = torch.randn(*shape)
+                t = median_seconds(lambda: torch.sort(xs, dim=-1), args.repeats)
+                rows.append({"name": name, "seconds": t, "work": xs.numel(), "unit": "Gelem/s"})
     finally:
         if busy:
             busy.terminate()

@@ -85,6 +85,6 @@ extension Double {
 }
 
 /// Float32 and Float64: the types every arithmetic kernel is specialised for.
-public protocol KernelFloat: TensorElement, BinaryFloatingPoint, ElementaryMath, GemmScalar {}
+public protocol KernelFloat: TensorElement, BinaryFloatingPoint, ElementaryMath, GemmScalar, ReduceScalar {}
 extension Float: KernelFloat {}
 extension Double: KernelFloat {}

@@ -88,3 +88,21 @@ public func forEachParallelSlice(
         }
     }
 }
+
+/// Runs `body(i)` for every `i` in `0..<iterations` on Loom's worker threads; Dispatch hands
+/// iterations to whichever worker is free. `body` must write disjoint memory per iteration.
+///
+/// Put the per-element work inside a kernel that `body` calls (not in a closure `body`
+/// captures): see `forEachParallelSlice`.
+@inlinable
+public func concurrentIterations(_ iterations: Int, _ body: (Int) -> Void) {
+    if iterations <= 0 { return }
+    if iterations == 1 || KernelThreading.maxThreads <= 1 {
+        for i in 0..<iterations { body(i) }
+        return
+    }
+    withoutActuallyEscaping(body) { escapable in
+        let box = UnsafeSendableBox(escapable)
+        DispatchQueue.concurrentPerform(iterations: iterations) { box.value($0) }
+    }
+}

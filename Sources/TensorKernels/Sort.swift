@@ -34,13 +34,88 @@ public func floatSortKey(_ x: Float, descending: Bool) -> UInt32 {
     return descending ? ~key : key
 }
 
+/// A UInt64 whose unsigned order is the sort order of Double values (see `floatSortKey`).
+@inlinable @inline(__always)
+public func doubleSortKey(_ x: Double, descending: Bool) -> UInt64 {
+    var key: UInt64
+    if x.isNaN {
+        key = .max
+    } else {
+        let bits = x == 0 ? 0 : x.bitPattern
+        key = bits & (1 << 63) != 0 ? ~bits : bits | (1 << 63)
+    }
+    return descending ? ~key : key
+}
+
+/// Lines at least this long are radix sorted (measured: from 256 elements on, radix sort
+/// of Float32 keys beat the comparison sort of the same packed keys, 4-6x from 4096 on).
+public let radixSortMinLength = 256
+
+/// Stable LSD radix sort of `keys[0..<n]` by their bits `lowBit..<K.bitWidth`, one byte per
+/// pass, moving `payload` (if any) along; a pass whose digit is the same for every key is
+/// skipped. Scratch: `keysTmp` and `payloadTmp` of `n`, `counts` of 256 · passes.
+/// (8-bit digits measured as fast as or faster than 11-bit ones at 256 and 1M elements and
+/// 20% slower at 4096.) Complexity: O(passes · (n + 256)).
+@inlinable
+public func radixSort<K: FixedWidthInteger & UnsignedInteger>(
+    _ keys: UnsafeMutablePointer<K>, payload: UnsafeMutablePointer<UInt32>?, count n: Int, lowBit: Int,
+    keysTmp: UnsafeMutablePointer<K>, payloadTmp: UnsafeMutablePointer<UInt32>?, counts: UnsafeMutablePointer<Int>
+) {
+    if n < 2 { return }
+    let digitBits = 8, buckets = 1 << digitBits
+    let passes = (K.bitWidth - lowBit + digitBits - 1) / digitBits
+    let mask = K(buckets - 1)
+    // Every pass's histogram in one read of the keys.
+    counts.initialize(repeating: 0, count: passes * buckets)
+    for i in 0..<n {
+        let k = keys[i] &>> K(lowBit)
+        for p in 0..<passes { counts[p * buckets + Int((k &>> K(p * digitBits)) & mask)] += 1 }
+    }
+    var sk = keys, dk = keysTmp
+    var sp = payload, dp = payloadTmp
+    for p in 0..<passes {
+        let c = counts + p * buckets
+        let shift = K(lowBit + p * digitBits)
+        if c[Int((sk[0] &>> shift) & mask)] == n { continue }
+        var sum = 0
+        for b in 0..<buckets { let x = c[b]; c[b] = sum; sum += x }
+        if let spp = sp, let dpp = dp {
+            for i in 0..<n {
+                let k = sk[i]
+                let b = Int((k &>> shift) & mask)
+                let at = c[b]
+                c[b] = at + 1
+                dk[at] = k
+                dpp[at] = spp[i]
+            }
+        } else {
+            for i in 0..<n {
+                let k = sk[i]
+                let b = Int((k &>> shift) & mask)
+                let at = c[b]
+                c[b] = at + 1
+                dk[at] = k
+            }
+        }
+        swap(&sk, &dk)
+        swap(&sp, &dp)
+    }
+    if sk != keys {
+        keys.update(from: sk, count: n)
+        if let spp = sp, let payload { payload.update(from: spp, count: n) }
+    }
+}
+
 /// Sorts every line along `dim`, writing sorted values and their source positions.
 ///
 /// - Parameters:
 ///   - values, indices: dense outputs with the source's shape.
 /// Float32 lines sort packed integer keys (order-preserving bits, index in the low word),
-/// which is several times faster than a comparator on (value, index) pairs.
-/// Complexity: O(n log n) per line of length n; one scratch buffer of n elements.
+/// which is several times faster than a comparator on (value, index) pairs; lines of
+/// `radixSortMinLength` or more radix sort those keys (Float64 lines: 64-bit keys with the
+/// index as payload), which keeps equal keys in index order.
+/// Complexity: O(n) per line from `radixSortMinLength` on (4 byte passes for Float32, up
+/// to 8 for Float64), else O(n log n); scratch of a few n per thread.
 @inlinable
 public func sortAlongDim<T: BinaryFloatingPoint>(
     _ src: UnsafePointer<T>, shape: [Int], strides: [Int], offset: Int, dim: Int, descending: Bool,
@@ -56,17 +131,51 @@ public func sortAlongDim<T: BinaryFloatingPoint>(
         // Float32: sort packed (order-preserving key << 32 | index) integers with plain `<`.
         let src32 = UnsafeRawPointer(src).assumingMemoryBound(to: Float.self)
         let values32 = UnsafeMutableRawPointer(values).assumingMemoryBound(to: Float.self)
+        let radix = n >= radixSortMinLength
         parallelChunks(count: lines, grain: grain) { range in
             let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: n)
-            defer { keys.deallocate() }
+            let tmp = UnsafeMutablePointer<UInt64>.allocate(capacity: radix ? n : 0)
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: radix ? 4 * 256 : 0)
+            defer { keys.deallocate(); tmp.deallocate(); counts.deallocate() }
             forEachLine(shape: shape, dim: dim, strides: [strides, dstStrides], offsets: [offset, 0], lines: range) { offs in
                 let p = src32 + offs[0]
                 for i in 0..<n { keys[i] = UInt64(floatSortKey(p[i * st], descending: descending)) << 32 | UInt64(i) }
-                var buf = keys  // same memory; `sort` is mutating on the buffer value
-                buf.sort()
+                if radix {
+                    // Stable on the key bits; the indices are already in order.
+                    radixSort(keys.baseAddress!, payload: nil, count: n, lowBit: 32, keysTmp: tmp, payloadTmp: nil, counts: counts)
+                } else {
+                    var buf = keys  // same memory; `sort` is mutating on the buffer value
+                    buf.sort()
+                }
                 let ix = indices + offs[1], v = values32 + offs[1]
                 for i in 0..<n {
                     let j = Int(keys[i] & 0xFFFF_FFFF)
+                    ix[i * dst_st] = Int64(j)
+                    v[i * dst_st] = p[j * st]
+                }
+            }
+        }
+        return
+    }
+    if T.self == Double.self && n >= radixSortMinLength && n < (1 << 32) {
+        // Float64 (and integers, which sort as Float64): 64-bit keys, indices as payload.
+        let src64 = UnsafeRawPointer(src).assumingMemoryBound(to: Double.self)
+        let values64 = UnsafeMutableRawPointer(values).assumingMemoryBound(to: Double.self)
+        parallelChunks(count: lines, grain: grain) { range in
+            let keys = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * n)
+            let order = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * n)
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: 8 * 256)
+            defer { keys.deallocate(); order.deallocate(); counts.deallocate() }
+            forEachLine(shape: shape, dim: dim, strides: [strides, dstStrides], offsets: [offset, 0], lines: range) { offs in
+                let p = src64 + offs[0]
+                for i in 0..<n {
+                    keys[i] = doubleSortKey(p[i * st], descending: descending)
+                    order[i] = UInt32(i)
+                }
+                radixSort(keys, payload: order, count: n, lowBit: 0, keysTmp: keys + n, payloadTmp: order + n, counts: counts)
+                let ix = indices + offs[1], v = values64 + offs[1]
+                for i in 0..<n {
+                    let j = Int(order[i])
                     ix[i * dst_st] = Int64(j)
                     v[i * dst_st] = p[j * st]
                 }

@@ -111,6 +111,7 @@ struct BenchSuite {
         rows += gemmRows()
         rows += convRows()
         rows += streamingRows()
+        rows += sortRows()
         return rows
     }
 
@@ -171,8 +172,22 @@ struct BenchSuite {
         row("sum 4M f32 (all)", bytes: n * 4) { _ = noGrad { x.sum() } }
         row("sum [2048,2048] dim 1 f32", bytes: n * 4) { _ = noGrad { m.sum(dim: 1) } }
         row("sum [2048,2048] dim 0 f32", bytes: n * 4) { _ = noGrad { m.sum(dim: 0) } }
+        row("max [2048,2048] dim 0 f32 (values, indices)", bytes: n * 4) { _ = noGrad { m.max(dim: 0) } }
         let mt = m.transposed(0, 1)
         row("transpose copy [2048,2048] f32", bytes: b1) { _ = noGrad { mt.contiguous() } }
+        return rows
+    }
+
+    /// Sort with indices (`sorted(dim:)`, like `torch.sort`): one long line and many short lines.
+    /// Rate: elements sorted per second (unit Gelem/s).
+    func sortRows() -> [BenchRow] {
+        var rows: [BenchRow] = []
+        for (name, shape) in [("sort 1M f32 (one line)", [1 << 20]), ("sort [4096,256] f32 dim 1", [4096, 256])] {
+            guard wanted(name) else { continue }
+            let x = Tensor.randn(shape)
+            let t = medianSeconds(repeats: repeats) { _ = noGrad { x.sorted(dim: -1) } }
+            rows.append(BenchRow(name: name, seconds: t, work: Double(x.count), unit: "Gelem/s"))
+        }
         return rows
     }
 }

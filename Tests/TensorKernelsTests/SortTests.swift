@@ -188,3 +188,80 @@ final class SortTests: XCTestCase {
         }
     }
 }
+
+/// The radix-sorted lines (from `radixSortMinLength` elements): Float32 and Float64 keys
+/// with many ties, ±0, ±inf and NaN, both directions, strided lines, against the naive
+/// stable order.
+final class RadixSortTests: XCTestCase {
+    typealias F = ReduceFixture
+
+    static func check<T: BinaryFloatingPoint>(_ xs: [T], shape: [Int], strides: [Int], offset: Int, dim: Int, descending: Bool,
+                                               file: StaticString = #filePath, line: UInt = #line) {
+        let n = elementCount(shape)
+        var values = [T](repeating: 0, count: n), indices = [Int64](repeating: -1, count: n)
+        xs.withUnsafeBufferPointer { b in
+            sortAlongDim(b.baseAddress!, shape: shape, strides: strides, offset: offset, dim: dim, descending: descending,
+                         values: &values, indices: &indices)
+        }
+        let ds = contiguousStrides(shape)
+        var outer = shape
+        outer.remove(at: dim)
+        for o in F.multiIndices(outer) {
+            var full = o
+            full.insert(0, at: dim)
+            var src = offset, dst = 0
+            for d in 0..<full.count { src += full[d] * strides[d]; dst += full[d] * ds[d] }
+            let l = (0..<shape[dim]).map { Double(xs[src + $0 * strides[dim]]) }
+            let order = SortTests.naiveOrder(l, descending: descending)
+            let got = (0..<shape[dim]).map { Int(indices[dst + $0 * ds[dim]]) }
+            XCTAssertEqual(got, order, "\(T.self) shape \(shape) dim \(dim) desc \(descending) line \(o)", file: file, line: line)
+            for j in 0..<shape[dim] {
+                let gv = values[dst + j * ds[dim]], wv = xs[src + order[j] * strides[dim]]
+                XCTAssert(gv == wv && gv.sign == wv.sign || (gv.isNaN && wv.isNaN), "value \(gv) vs \(wv)", file: file, line: line)
+            }
+        }
+    }
+
+    static func values<T: BinaryFloatingPoint>(_ count: Int, _ rng: inout F.Rand, _: T.Type) -> [T] {
+        let specials: [T] = [0, -0.0, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.greatestFiniteMagnitude, 1e-30, -1e30]
+        return (0..<count).map { _ in
+            switch rng.int(4) {
+            case 0: return specials[rng.int(specials.count)]
+            case 1: return T(rng.tie())                 // many exact ties
+            default: return T(rng.double() * 1e3)       // mostly distinct values
+            }
+        }
+    }
+
+    func testRadixSortedLinesMatchNaiveStableOrder() {
+        var rng = F.Rand(27)
+        let n = radixSortMinLength
+        for (shape, dim) in [([n], 0), ([3, n + 45], 1), ([n + 7, 3], 0), ([2, 1031], 1), ([2, 300, 2], 1)] {
+            let count = elementCount(shape)
+            let f = Self.values(count, &rng, Float.self), d = Self.values(count, &rng, Double.self)
+            for descending in [false, true] {
+                Self.check(f, shape: shape, strides: contiguousStrides(shape), offset: 0, dim: dim, descending: descending)
+                Self.check(d, shape: shape, strides: contiguousStrides(shape), offset: 0, dim: dim, descending: descending)
+            }
+        }
+        // A strided (every other element, offset) long line.
+        let m = 2 * 700 + 3
+        let f = Self.values(m, &rng, Float.self), d = Self.values(m, &rng, Double.self)
+        Self.check(f, shape: [700], strides: [2], offset: 3, dim: 0, descending: false)
+        Self.check(d, shape: [700], strides: [2], offset: 3, dim: 0, descending: true)
+    }
+
+    func testRadixSortKeepsPayloadWithSkippedPasses() {
+        // Keys that agree on most bytes (skipped passes) and an all-equal line.
+        var keys: [UInt64] = (0..<1000).map { UInt64(0xABCD_0000_0000_0000) | UInt64(($0 * 7919) % 600) }
+        var payload: [UInt32] = (0..<1000).map { UInt32($0) }
+        let want = zip(keys, payload).sorted { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+        var tk = [UInt64](repeating: 0, count: 1000), tp = [UInt32](repeating: 0, count: 1000), counts = [Int](repeating: 0, count: 8 * 256)
+        radixSort(&keys, payload: &payload, count: 1000, lowBit: 0, keysTmp: &tk, payloadTmp: &tp, counts: &counts)
+        XCTAssertEqual(keys, want.map { $0.0 })
+        XCTAssertEqual(payload, want.map { $0.1 })
+        var same = [UInt64](repeating: 5, count: 300), ids = (0..<300).map { UInt32($0) }
+        radixSort(&same, payload: &ids, count: 300, lowBit: 0, keysTmp: &tk, payloadTmp: &tp, counts: &counts)
+        XCTAssertEqual(ids, (0..<300).map { UInt32($0) })
+    }
+}

@@ -23,23 +23,31 @@ func unaryFloatKernel<T: KernelFloat>(_ op: UnaryOp, _ x: Tensor, _ dst: UnsafeM
             }
             return
         }
-        switch op {
-        case .neg: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { -$0 }
-        case .abs: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { Swift.abs($0) }
-        case .sign: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
-        case .exp: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { T.exp($0) }
-        case .log: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { T.log($0) }
-        case .sqrt: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { $0.squareRoot() }
-        case .rsqrt: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { 1 / $0.squareRoot() }
-        case .sin: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { T.sin($0) }
-        case .cos: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { T.cos($0) }
-        case .tanh: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { T.tanh($0) }
-        case .sigmoid: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { v in
-            v >= 0 ? 1 / (1 + T.exp(-v)) : T.exp(v) / (1 + T.exp(v)) }
-        // NaN stays NaN: `v > 0 ? v : 0` would map NaN to 0.
-        case .relu: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst) { v in v < 0 ? 0 : v }
-        case .gelu: mapStrided(p, shape: s, srcStrides: st, srcOffset: o, dst, parallel: true) { v in
-            v * 0.5 * (1 + T.erf(v * T(0.70710678118654752440))) }
+        // Every op runs on Loom's workers (slices of the leading coalesced dim), the op written
+        // as a literal closure inside the slice body so it inlines into each slice's loop (see
+        // forEachParallelSlice). Cheap ops split from 2 · minChunk elements, libm ones earlier.
+        let heavy = op != .neg && op != .abs && op != .sign && op != .sqrt && op != .rsqrt && op != .relu
+        forEachParallelSlice(shape: s, strides: [st, contiguousStrides(s)], offsets: [o, 0],
+                             minElements: heavy ? KernelThreading.minChunk / 8 : KernelThreading.minChunk) { sh, sts, offs in
+            let d = dst + offs[1], ss = sts[0], so = offs[0]
+            switch op {
+            case .neg: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { -$0 }
+            case .abs: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { Swift.abs($0) }
+            case .sign: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
+            case .exp: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { T.exp($0) }
+            case .log: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { T.log($0) }
+            case .sqrt: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { $0.squareRoot() }
+            case .rsqrt: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { 1 / $0.squareRoot() }
+            case .sin: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { T.sin($0) }
+            case .cos: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { T.cos($0) }
+            case .tanh: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { T.tanh($0) }
+            case .sigmoid: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { v in
+                v >= 0 ? 1 / (1 + T.exp(-v)) : T.exp(v) / (1 + T.exp(v)) }
+            // NaN stays NaN: `v > 0 ? v : 0` would map NaN to 0.
+            case .relu: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { v in v < 0 ? 0 : v }
+            case .gelu: mapStrided(p, shape: sh, srcStrides: ss, srcOffset: so, d) { v in
+                v * 0.5 * (1 + T.erf(v * T(0.70710678118654752440))) }
+            }
         }
     }
 }
