@@ -34,8 +34,9 @@ extension ReplayGRPCService {
 
     /// The InsertStream RPC: inserts the items of each request message like `insert`, and
     /// confirms them by key (one confirmation per message with items) once the message's
-    /// last item is in its table. An error ends the call with Insert's statuses; items
-    /// confirmed before it are in their tables.
+    /// last item is in its table. An error ends the call with Insert's statuses; the items
+    /// inserted before it, and only those, were confirmed (a message failing halfway
+    /// confirms its first items before the error).
     public func insertStream(requests: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>, context: ServerContext,
                              write: @escaping @Sendable (Loom_Replay_InsertConfirmation) async throws -> Void) async throws {
         try await closer.run("insert stream") {
@@ -43,15 +44,17 @@ extension ReplayGRPCService {
             var messages = requests.makeAsyncIterator()
             do throws(ReplayError) {
                 while let message = try await self.nextMessage(&messages, "insert stream") {
-                    let keys = try await self.insertMessage(message, cache: &cache)
-                    guard !keys.isEmpty else { continue }
-                    var confirmation = Loom_Replay_InsertConfirmation()
-                    confirmation.keys = keys
-                    do {
-                        try await write(confirmation)
-                    } catch {
-                        throw ReplayError(.cancelled, "insert stream: confirmation not delivered: \(error)")
+                    let outcome = try await self.insertMessage(message, cache: &cache)
+                    if !outcome.keys.isEmpty {
+                        var confirmation = Loom_Replay_InsertConfirmation()
+                        confirmation.keys = outcome.keys
+                        do {
+                            try await write(confirmation)
+                        } catch {
+                            throw ReplayError(.cancelled, "insert stream: confirmation not delivered: \(error)")
+                        }
                     }
+                    if let error = outcome.error { throw error }
                 }
             } catch {
                 throw RPCError(error)

@@ -37,7 +37,9 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
         do throws(ReplayError) {
             var messages = request.makeAsyncIterator()
             while let message = try await nextMessage(&messages, "insert") {
-                inserted += UInt64(try await insertMessage(message, cache: &cache).count)
+                let outcome = try await insertMessage(message, cache: &cache)
+                inserted += UInt64(outcome.keys.count)
+                if let error = outcome.error { throw error }
             }
         } catch {
             throw RPCError(error)
@@ -49,9 +51,11 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
 
     /// Inserts the items of one Insert(Stream) message: caches its chunks, resolves each
     /// item's chunk keys against `cache`, inserts the items in order (each waiting for the
-    /// rate limiter up to the message's timeout), then drops the released chunks. Returns
-    /// the keys inserted; throws the first failure (the items before it are in).
-    func insertMessage(_ message: Loom_Replay_InsertRequest, cache: inout [UInt64: Chunk]) async throws(ReplayError) -> [UInt64] {
+    /// rate limiter up to the message's timeout), then drops the released chunks. Throws
+    /// for a malformed message (nothing inserted); returns the keys inserted and the insert
+    /// failure that stopped the message, if any (the keys are those before it).
+    func insertMessage(_ message: Loom_Replay_InsertRequest, cache: inout [UInt64: Chunk]) async throws(ReplayError)
+        -> (keys: [UInt64], error: ReplayError?) {
         let replay = self.replay
         let timeout = try wireTimeout(message.timeoutMs, "insert")
         for c in message.chunks {
@@ -79,7 +83,7 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
                                     offset: Int(it.offset), length: it.length == 0 ? nil : Int(it.length)))
         }
         for k in message.releaseChunkKeys { cache[k] = nil }
-        guard !items.isEmpty else { return [] }
+        guard !items.isEmpty else { return ([], nil) }
         // One hand-off to a blocking thread per message, not per item: the items of a
         // message are inserted in order, each waiting for the rate limiter as needed.
         let batch = items
@@ -97,8 +101,7 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
             return BatchOutcome(done: done, error: nil, elapsed: ContinuousClock.now - start)
         }
         metrics?.recordInserts(items: items.prefix(result.done), elapsed: result.elapsed)
-        if let error = result.error { throw error }
-        return items.map(\.key)
+        return (items.prefix(result.done).map(\.key), result.error)
     }
 
     /// How far one message's items got: `done` inserted, then `error` (if any).
