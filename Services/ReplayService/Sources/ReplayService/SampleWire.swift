@@ -31,22 +31,21 @@ public enum SampleWire {
 
     /// The `SampleResponse` bytes for `samples` (one item per sample, its columns as the
     /// item's trajectory of each column).
+    ///
+    /// Column bytes are copied straight from the chunks' tensor storage (the rows of the
+    /// item's step range, chunk by chunk): no per-column tensor view or concatenation.
     public static func encode<Bytes: GRPCContiguousBytes>(_ samples: [ReplaySample]) -> Bytes {
-        // Pass 1: sizes. Columns are views of chunk storage (or a concatenation when the
-        // item spans chunks), fetched once and kept for pass 2.
-        var columns: [[Tensor]] = []
-        columns.reserveCapacity(samples.count)
+        // Pass 1: sizes.
         var itemSizes: [Int] = []
         itemSizes.reserveCapacity(samples.count)
         var total = 0
         for s in samples {
-            let cols = (0..<s.item.columnCount).map { s.item.column($0) }
-            var size = 1 + varintSize(UInt64(infoSize(s.info))) + infoSize(s.info)
-            for c in cols {
-                let n = tensorSize(c)
+            let info = infoSize(s.info)
+            var size = 1 + varintSize(UInt64(info)) + info
+            for c in 0..<s.item.columnCount {
+                let n = columnSize(s.item, c)
                 size += 1 + varintSize(UInt64(n)) + n
             }
-            columns.append(cols)
             itemSizes.append(size)
             total += 1 + varintSize(UInt64(size)) + size
         }
@@ -60,15 +59,67 @@ public enum SampleWire {
                 w.tag(1, .lengthDelimited)
                 w.varint(UInt64(infoSize(s.info)))
                 writeInfo(s.info, &w)
-                for c in columns[i] {
+                for c in 0..<s.item.columnCount {
                     w.tag(2, .lengthDelimited)
-                    w.varint(UInt64(tensorSize(c)))
-                    writeTensor(c, &w)
+                    w.varint(UInt64(columnSize(s.item, c)))
+                    writeColumn(s.item, c, &w)
                 }
             }
             precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
         }
         return bytes
+    }
+
+    /// Bytes of one step of column `c` (every chunk of an item has the same step shape).
+    private static func rowBytes(_ column: Tensor) -> Int {
+        var n = column.dtype.byteSize
+        for d in column.shape.dropFirst() { n *= d }
+        return n
+    }
+
+    /// Encoded size of column `c` of `item` as a `TensorData` of shape
+    /// `[item.length] + step shape`.
+    private static func columnSize(_ item: ReplayItem, _ c: Int) -> Int {
+        let first = item.chunks[0].columns[c]
+        var n = 0
+        let dt = UInt64(first.dtype.wire.rawValue)
+        if dt != 0 { n += 1 + varintSize(dt) }
+        var s = varintSize(UInt64(item.length))
+        for d in first.shape.dropFirst() { s += varintSize(UInt64(bitPattern: Int64(d))) }
+        n += 1 + varintSize(UInt64(s)) + s
+        let b = item.length * rowBytes(first)
+        if b > 0 { n += 1 + varintSize(UInt64(b)) + b }
+        return n
+    }
+
+    /// Writes column `c` of `item` as a `TensorData`: its rows `offset ..< offset + length`
+    /// of the chunks laid end to end, copied from each chunk's storage.
+    private static func writeColumn(_ item: ReplayItem, _ c: Int, _ w: inout Writer) {
+        let first = item.chunks[0].columns[c]
+        let dt = UInt64(first.dtype.wire.rawValue)
+        if dt != 0 { w.tag(1, .varint); w.varint(dt) }
+        var s = varintSize(UInt64(item.length))
+        for d in first.shape.dropFirst() { s += varintSize(UInt64(bitPattern: Int64(d))) }
+        w.tag(2, .lengthDelimited)
+        w.varint(UInt64(s))
+        w.varint(UInt64(item.length))
+        for d in first.shape.dropFirst() { w.varint(UInt64(bitPattern: Int64(d))) }
+        let row = rowBytes(first)
+        let b = item.length * row
+        guard b > 0 else { return }
+        w.tag(3, .lengthDelimited)
+        w.varint(UInt64(b))
+        var skip = item.offset
+        var remaining = item.length
+        for chunk in item.chunks where remaining > 0 {
+            if skip >= chunk.length { skip -= chunk.length; continue }
+            let take = Swift.min(chunk.length - skip, remaining)
+            chunk.columns[c].withRawBytes { raw in
+                w.bytes(UnsafeRawBufferPointer(rebasing: raw[(skip * row)..<((skip + take) * row)]))
+            }
+            remaining -= take
+            skip = 0
+        }
     }
 
     private static func infoSize(_ info: SampleInfo) -> Int {
@@ -87,38 +138,6 @@ public enum SampleWire {
         if info.tableSize != 0 { w.tag(3, .varint); w.varint(UInt64(bitPattern: Int64(info.tableSize))) }
         if info.priority.bitPattern != 0 { w.tag(4, .fixed64); w.fixed64(info.priority.bitPattern) }
         if info.timesSampled != 0 { w.tag(5, .varint); w.varint(UInt64(bitPattern: Int64(info.timesSampled))) }
-    }
-
-    private static func shapeSize(_ t: Tensor) -> Int {
-        t.shape.reduce(0) { $0 + varintSize(UInt64(bitPattern: Int64($1))) }
-    }
-
-    private static func tensorSize(_ t: Tensor) -> Int {
-        var n = 0
-        let dt = UInt64(t.dtype.wire.rawValue)
-        if dt != 0 { n += 1 + varintSize(dt) }
-        let s = shapeSize(t)
-        if s > 0 { n += 1 + varintSize(UInt64(s)) + s }
-        let b = t.count * t.dtype.byteSize
-        if b > 0 { n += 1 + varintSize(UInt64(b)) + b }
-        return n
-    }
-
-    private static func writeTensor(_ t: Tensor, _ w: inout Writer) {
-        let dt = UInt64(t.dtype.wire.rawValue)
-        if dt != 0 { w.tag(1, .varint); w.varint(dt) }
-        let s = shapeSize(t)
-        if s > 0 {
-            w.tag(2, .lengthDelimited)
-            w.varint(UInt64(s))
-            for d in t.shape { w.varint(UInt64(bitPattern: Int64(d))) }
-        }
-        let b = t.count * t.dtype.byteSize
-        if b > 0 {
-            w.tag(3, .lengthDelimited)
-            w.varint(UInt64(b))
-            t.withRawBytes { w.bytes($0) }
-        }
     }
 
     static func varintSize(_ v: UInt64) -> Int {
