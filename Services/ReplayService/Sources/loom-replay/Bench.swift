@@ -73,6 +73,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        tuneMallocForLargeMessages()
         let exe = server ?? selfExecutable()
         let rows = Set(list(metrics))
         let outHandle: FileHandle? = try out.map { path in
