@@ -14,15 +14,19 @@ extension ReplayGRPCService {
             forMethod: M.Insert.descriptor,
             deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
             serializer: ProtobufSerializer<Loom_Replay_InsertResponse>(),
-            handler: { request, context in try await self.insert(request: request, context: context) })
+            handler: { request, context in
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse(single: ServerResponse(message: try await self.insert(request: request.messages, deadline: deadline)))
+            })
         router.registerHandler(
             forMethod: M.Sample.descriptor,
             deserializer: ProtobufDeserializer<Loom_Replay_SampleRequest>(),
             serializer: SampleBatchSerializer(),
             handler: { request, context in
                 let message = try await ServerRequest(stream: request).message
+                let deadline = callDeadline(request.metadata)
                 return StreamingServerResponse<[ReplaySample]>(metadata: [:], producer: { writer in
-                    try await self.sampleBatches(request: message, context: context) { try await writer.write($0) }
+                    try await self.sampleBatches(request: message, context: context, deadline: deadline) { try await writer.write($0) }
                     return [:]
                 })
             })
@@ -31,8 +35,11 @@ extension ReplayGRPCService {
             deserializer: ProtobufDeserializer<Loom_Replay_SampleRequest>(),
             serializer: SampleBatchSerializer(),
             handler: { request, context in
-                StreamingServerResponse<[ReplaySample]>(metadata: [:], producer: { writer in
-                    try await self.sampleStream(requests: request.messages, context: context) { try await writer.write($0) }
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse<[ReplaySample]>(metadata: [:], producer: { writer in
+                    try await self.sampleStream(requests: request.messages, context: context, deadline: deadline) {
+                        try await writer.write($0)
+                    }
                     return [:]
                 })
             })
@@ -41,8 +48,11 @@ extension ReplayGRPCService {
             deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
             serializer: ProtobufSerializer<Loom_Replay_InsertConfirmation>(),
             handler: { request, context in
-                StreamingServerResponse<Loom_Replay_InsertConfirmation>(metadata: [:], producer: { writer in
-                    try await self.insertStream(requests: request.messages, context: context) { try await writer.write($0) }
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse<Loom_Replay_InsertConfirmation>(metadata: [:], producer: { writer in
+                    try await self.insertStream(requests: request.messages, context: context, deadline: deadline) {
+                        try await writer.write($0)
+                    }
                     return [:]
                 })
             })

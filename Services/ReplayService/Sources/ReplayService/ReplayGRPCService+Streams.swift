@@ -14,11 +14,12 @@ extension ReplayGRPCService {
     /// call idle between requests when the host shuts down ends with CANCELLED (see
     /// `StreamCloser`), as does a sample blocked at that moment.
     public func sampleStream(requests: RPCAsyncSequence<Loom_Replay_SampleRequest, any Error>, context: ServerContext,
+                             deadline: ContinuousClock.Instant? = nil,
                              write: @escaping @Sendable ([ReplaySample]) async throws -> Void) async throws {
         try await closer.run("sample stream") {
             for try await request in requests {
                 if context.cancellation.isCancelled || Task.isCancelled { return }
-                try await self.sampleBatches(request: request, context: context, write: write)
+                try await self.sampleBatches(request: request, context: context, deadline: deadline, write: write)
             }
         }
     }
@@ -38,13 +39,14 @@ extension ReplayGRPCService {
     /// inserted before it, and only those, were confirmed (a message failing halfway
     /// confirms its first items before the error).
     public func insertStream(requests: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>, context: ServerContext,
+                             deadline: ContinuousClock.Instant? = nil,
                              write: @escaping @Sendable (Loom_Replay_InsertConfirmation) async throws -> Void) async throws {
         try await closer.run("insert stream") {
             var cache: [UInt64: Chunk] = [:]
             var messages = requests.makeAsyncIterator()
             do throws(ReplayError) {
                 while let message = try await self.nextMessage(&messages, "insert stream") {
-                    let outcome = try await self.insertMessage(message, cache: &cache)
+                    let outcome = try await self.insertMessage(message, cache: &cache, deadline: deadline)
                     if !outcome.keys.isEmpty {
                         var confirmation = Loom_Replay_InsertConfirmation()
                         confirmation.keys = outcome.keys

@@ -32,12 +32,19 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
 
     public func insert(request: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>,
                        context: ServerContext) async throws -> Loom_Replay_InsertResponse {
+        try await insert(request: request, deadline: nil)
+    }
+
+    /// The Insert RPC with the call's deadline (`callDeadline`), which caps every
+    /// rate-limiter wait like `timeout_ms` does.
+    public func insert(request: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>,
+                       deadline: ContinuousClock.Instant?) async throws -> Loom_Replay_InsertResponse {
         var cache: [UInt64: Chunk] = [:]
         var inserted: UInt64 = 0
         do throws(ReplayError) {
             var messages = request.makeAsyncIterator()
             while let message = try await nextMessage(&messages, "insert") {
-                let outcome = try await insertMessage(message, cache: &cache)
+                let outcome = try await insertMessage(message, cache: &cache, deadline: deadline)
                 inserted += UInt64(outcome.keys.count)
                 if let error = outcome.error { throw error }
             }
@@ -51,13 +58,15 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
 
     /// Inserts the items of one Insert(Stream) message: caches its chunks, resolves each
     /// item's chunk keys against `cache`, inserts the items in order (each waiting for the
-    /// rate limiter up to the message's timeout), then drops the released chunks. Throws
+    /// rate limiter up to the message's timeout, capped by the call's `deadline`), then drops
+    /// the released chunks. Throws
     /// for a malformed message (nothing inserted); returns the keys inserted and the insert
     /// failure that stopped the message, if any (the keys are those before it).
-    func insertMessage(_ message: Loom_Replay_InsertRequest, cache: inout [UInt64: Chunk]) async throws(ReplayError)
+    func insertMessage(_ message: Loom_Replay_InsertRequest, cache: inout [UInt64: Chunk],
+                       deadline: ContinuousClock.Instant? = nil) async throws(ReplayError)
         -> (keys: [UInt64], error: ReplayError?) {
         let replay = self.replay
-        let timeout = try wireTimeout(message.timeoutMs, "insert")
+        let wire = try wireTimeout(message.timeoutMs, "insert")
         for c in message.chunks {
             var columns: [Tensor] = []
             columns.reserveCapacity(c.columns.count)
@@ -92,6 +101,7 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
             let start = ContinuousClock.now
             for item in batch {
                 do throws(ReplayError) {
+                    let timeout = try waitLimit(wire, deadline: deadline, "insert of item \(item.key) into '\(item.table)'")
                     try replay.insert(item, timeout: timeout)
                 } catch {
                     return BatchOutcome(done: done, error: error, elapsed: ContinuousClock.now - start)
@@ -139,7 +149,12 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     /// Each batch is one table call under one lock (`ReplayTable.trySample`), run inline on
     /// this task when the rate limiter allows a sample now (the common case: no thread
     /// hand-off); only a batch that must wait goes to the blocking pool (`runBlocking`).
+    ///
+    /// Each wait is bounded by `request.timeout_ms` and by the call's `deadline` (from its
+    /// `grpc-timeout` header; see `callDeadline`), whichever ends first; either ends the call
+    /// with DEADLINE_EXCEEDED ("timeout: ...").
     public func sampleBatches(request: Loom_Replay_SampleRequest, context: ServerContext,
+                              deadline: ContinuousClock.Instant? = nil,
                               write: ([ReplaySample]) async throws -> Void) async throws {
         let metrics = self.metrics
         let name = request.table
@@ -177,8 +192,9 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
                 if !ready.isEmpty {
                     samples = ready
                 } else {
+                    let limit = try waitLimit(timeout, deadline: deadline, "sample from '\(name)'")
                     samples = try await runBlocking { () throws(ReplayError) in
-                        try table.sample(count: n, timeout: timeout)
+                        try table.sample(count: n, timeout: limit)
                     }
                 }
                 metrics?.recordSamples(table: name, count: samples.count, elapsed: ContinuousClock.now - start)
