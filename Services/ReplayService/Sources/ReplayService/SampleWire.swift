@@ -13,7 +13,8 @@ import TensorCore
 /// visitor dispatch while encoding; the client side decodes into the same objects and
 /// copies the bytes a second time into tensor storage. Here each column's bytes are copied
 /// once on each side: chunk storage -> response bytes on the server, message bytes ->
-/// tensor storage on the client.
+/// tensor storage on the client (items of at most 4 KiB per column: twice, into one
+/// tensor per column shared by the response's items; see `samples`).
 ///
 /// Wire layout (proto3; fields with default values are omitted, as the generated encoder
 /// does):
@@ -190,17 +191,17 @@ public enum SampleWire {
         let result: Result<[ReplaySample], ReplayError> = bytes.withUnsafeBytes { buffer in
             do throws(ReplayError) {
                 var r = Reader(buffer)
-                var out: [ReplaySample] = []
+                var items: [WireItem] = []
                 while !r.atEnd {
                     let (field, type) = try r.tag()
                     if field == 1 && type == .lengthDelimited {
                         var sub = try r.subReader()
-                        out.append(try decodeItem(&sub, table: table))
+                        items.append(try decodeItem(&sub))
                     } else {
                         try r.skip(type)
                     }
                 }
-                return .success(out)
+                return .success(try samples(items, table: table))
             } catch {
                 return .failure(error)
             }
@@ -208,9 +209,92 @@ public enum SampleWire {
         return try result.get()
     }
 
-    private static func decodeItem(_ r: inout Reader, table: String) throws(ReplayError) -> ReplaySample {
+    /// Largest column of an item (bytes) decoded into a tensor shared with the response's
+    /// other items (see `samples`).
+    static let sharedColumnLimit = 4096
+
+    /// One decoded column: validated dtype and shape, its bytes still in the message.
+    private struct WireColumn {
+        var dtype: DType
+        var dims: [Int]
+        var data: UnsafeRawBufferPointer
+    }
+
+    private struct WireItem {
+        var info: SampleInfo
+        var columns: [WireColumn]
+    }
+
+    /// The samples of a response's items. Small items (every column at most
+    /// `sharedColumnLimit` bytes) whose columns agree in dtype and step shape across the
+    /// response share one tensor per column, each item holding a view of its rows: a
+    /// storage allocation per response instead of per item and column, which is most of
+    /// the client's decoding cost for items of a few hundred bytes. Larger items (frames) get
+    /// their own storage, so keeping one sample does not keep a whole response alive.
+    private static func samples(_ items: [WireItem], table: String) throws(ReplayError) -> [ReplaySample] {
+        var out: [ReplaySample] = []
+        out.reserveCapacity(items.count)
+        var shared: [Tensor]?
+        if items.count > 1, let first = items.first, !first.columns.isEmpty {
+            var uniform = true
+            check: for item in items {
+                guard item.columns.count == first.columns.count else { uniform = false; break }
+                for (c, col) in item.columns.enumerated() {
+                    let f = first.columns[c]
+                    guard col.data.count <= sharedColumnLimit, col.dtype == f.dtype, col.dims.count == f.dims.count,
+                          col.dims.count >= 1, col.dims.dropFirst().elementsEqual(f.dims.dropFirst()) else {
+                        uniform = false
+                        break check
+                    }
+                }
+            }
+            if uniform {
+                var tensors: [Tensor] = []
+                for c in first.columns.indices {
+                    var data = Data(capacity: items.reduce(0) { $0 + $1.columns[c].data.count })
+                    var rows = 0
+                    for item in items {
+                        let col = item.columns[c]
+                        if let base = col.data.baseAddress, col.data.count > 0 { data.append(base.assumingMemoryBound(to: UInt8.self), count: col.data.count) }
+                        rows += col.dims[0]
+                    }
+                    tensors.append(Tensor(rawBytes: data, shape: [rows] + first.columns[c].dims.dropFirst(), dtype: first.columns[c].dtype))
+                }
+                shared = tensors
+            }
+        }
+        var rowStart = Array(repeating: 0, count: items.first?.columns.count ?? 0)
+        for item in items {
+            var columns: [Tensor] = []
+            columns.reserveCapacity(item.columns.count)
+            for (c, col) in item.columns.enumerated() {
+                if let shared {
+                    columns.append(shared[c].narrowed(dim: 0, start: rowStart[c], length: col.dims[0]))
+                    rowStart[c] += col.dims[0]
+                } else {
+                    columns.append(tensor(col))
+                }
+            }
+            let chunk = try Chunk(key: item.info.key, columns: columns)
+            out.append(ReplaySample(item: ReplayItem(key: item.info.key, table: table, priority: item.info.priority, chunks: [chunk]),
+                                    info: item.info))
+        }
+        return out
+    }
+
+    /// A tensor of its own for `column` (one copy: message bytes -> tensor storage; the Data
+    /// only wraps the message bytes).
+    private static func tensor(_ column: WireColumn) -> Tensor {
+        guard let base = column.data.baseAddress, column.data.count > 0 else {
+            return Tensor(rawBytes: Data(), shape: column.dims, dtype: column.dtype)
+        }
+        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: column.data.count, deallocator: .none)
+        return Tensor(rawBytes: view, shape: column.dims, dtype: column.dtype)
+    }
+
+    private static func decodeItem(_ r: inout Reader) throws(ReplayError) -> WireItem {
         var info = SampleInfo(key: 0, probability: 0, tableSize: 0, priority: 0, timesSampled: 0)
-        var columns: [Tensor] = []
+        var columns: [WireColumn] = []
         while !r.atEnd {
             let (field, type) = try r.tag()
             switch (field, type) {
@@ -224,8 +308,7 @@ public enum SampleWire {
                 try r.skip(type)
             }
         }
-        let chunk = try Chunk(key: info.key, columns: columns)
-        return ReplaySample(item: ReplayItem(key: info.key, table: table, priority: info.priority, chunks: [chunk]), info: info)
+        return WireItem(info: info, columns: columns)
     }
 
     private static func decodeInfo(_ r: inout Reader, into info: inout SampleInfo) throws(ReplayError) {
@@ -242,7 +325,7 @@ public enum SampleWire {
         }
     }
 
-    private static func decodeTensor(_ r: inout Reader, what column: Int) throws(ReplayError) -> Tensor {
+    private static func decodeTensor(_ r: inout Reader, what column: Int) throws(ReplayError) -> WireColumn {
         var dtype: UInt64 = 0
         var shape: [Int64] = []
         var data = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -261,12 +344,7 @@ public enum SampleWire {
         let wire = Loom_Replay_DType(rawValue: Int(truncatingIfNeeded: dtype)) ?? .UNRECOGNIZED(Int(truncatingIfNeeded: dtype))
         let dt = try DType(wire: wire, what: "sampled item column \(column)")
         let dims = try checkedShape(shape, dtype: dt, byteCount: data.count, what: "sampled item column \(column)")
-        // One copy: message bytes -> tensor storage (the Data only wraps the message bytes).
-        guard let base = data.baseAddress, data.count > 0 else {
-            return Tensor(rawBytes: Data(), shape: dims, dtype: dt)
-        }
-        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: data.count, deallocator: .none)
-        return Tensor(rawBytes: view, shape: dims, dtype: dt)
+        return WireColumn(dtype: dt, dims: dims, data: data)
     }
 
     /// Reads a protobuf message from a buffer without copying.
