@@ -3,7 +3,8 @@
 #
 # Builds protoc-gen-swift and protoc-gen-grpc-swift-2 from this package's own
 # dependencies (so the generated code matches the runtime versions) and runs Debian's
-# protoc (package protobuf-compiler, installed here when missing).
+# protoc (package protobuf-compiler, installed here when missing). SCRATCH_PATH, when
+# set, is passed to `swift build --scratch-path` (reuse an existing build directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,9 +23,11 @@ if ! ls "$OUT"/*.swift >/dev/null 2>&1; then
   echo "// Placeholder while scripts/generate.sh runs." > "$OUT/Placeholder.swift"
 fi
 
-swift build --product protoc-gen-swift
-swift build --product protoc-gen-grpc-swift-2
-BIN="$(swift build --show-bin-path)"
+SCRATCH=()
+if [ -n "${SCRATCH_PATH:-}" ]; then SCRATCH=(--scratch-path "$SCRATCH_PATH"); fi
+swift build "${SCRATCH[@]}" --product protoc-gen-swift
+swift build "${SCRATCH[@]}" --product protoc-gen-grpc-swift-2
+BIN="$(swift build "${SCRATCH[@]}" --show-bin-path)"
 
 rm -f "$OUT"/*.pb.swift "$OUT"/*.grpc.swift "$OUT/Placeholder.swift"
 protoc \

@@ -137,6 +137,48 @@ public final class ReplayClient: Sendable {
         }
     }
 
+    /// Runs one SampleStream call on `table` (Reverb's model: one long-lived stream per
+    /// sampler worker). Before each request the call awaits `more()`, the number of further
+    /// samples to ask for; 0 (or less) closes the request side, after which the server
+    /// answers what was asked and ends the call. Responses of up to `flexibleBatchSize`
+    /// items (0 = each request in one response) are decoded straight from the message bytes
+    /// and passed to `onBatch` as they arrive. Each response waits at most `timeout` for the
+    /// rate limiter (nil = forever). Returns when the call ended.
+    ///
+    /// `more()` runs concurrently with `onBatch` and should wait until the consumer has room
+    /// (one that never waits floods the call with requests). When the call fails, a `more()`
+    /// still waiting is cancelled (its task is), so it must return promptly on cancellation.
+    public func sampleStream(table: String, flexibleBatchSize: Int = 0, timeout: Duration? = nil,
+                             more: @escaping @Sendable () async -> Int,
+                             onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Void) async throws {
+        var template = Loom_Replay_SampleRequest()
+        template.table = table
+        template.flexibleBatchSize = Int64(flexibleBatchSize)
+        template.timeoutMs = timeout.map(Self.milliseconds) ?? 0
+        let base = template
+        let request = StreamingClientRequest<Loom_Replay_SampleRequest>(metadata: metadata) { writer in
+            while true {
+                let n = await more()
+                if n <= 0 || Task.isCancelled { return }
+                var r = base
+                r.numSamples = Int64(n)
+                try await writer.write(r)
+            }
+        }
+        let options = self.options
+        try await call("sample stream from '\(table)'") {
+            try await grpc.bidirectionalStreaming(
+                request: request,
+                descriptor: Loom_Replay_ReplayService.Method.SampleStream.descriptor,
+                serializer: ProtobufSerializer<Loom_Replay_SampleRequest>(),
+                deserializer: SampleBatchDeserializer(table: table),
+                options: options
+            ) { response in
+                for try await batch in response.messages { try await onBatch(batch) }
+            }
+        }
+    }
+
     /// Sets priorities of `updates` and deletes `deletes` in `table`.
     public func mutatePriorities(table: String, updates: [(key: UInt64, priority: Double)] = [], deletes: [UInt64] = []) async throws {
         var request = Loom_Replay_MutatePrioritiesRequest()

@@ -3,24 +3,27 @@ import Synchronization
 
 /// One sample at a time from a table, with many in flight: `ReplaySampler.samples(...)`.
 ///
-/// Workers (tasks) issue Sample calls of `samplesPerCall` items each, streamed by the server
-/// in flexible batches of up to `flexibleBatchSize` items per response message, and hand
-/// each decoded response whole to the consumer side. The consumer's `next()` returns one
-/// sample per call from the response it holds and touches shared state only when it needs
-/// the next response (once per response, not per sample).
+/// Workers (tasks) each hold one SampleStream call (Reverb's model: one long-lived
+/// bidirectional stream per worker) and ask on it for `samplesPerCall` more items whenever
+/// the in-flight budget has room; the server answers each request in flexible batches of
+/// up to `flexibleBatchSize` items per response message, and the worker hands each decoded
+/// response whole to the consumer side. The consumer's `next()` returns one sample per call
+/// from the response it holds and touches shared state only when it needs the next
+/// response (once per response, not per sample). Finishing a response frees its room, which
+/// goes to the next waiting worker as a new request on its open call: no call setup per
+/// batch.
 ///
-/// In flight: a worker starts a call only when `maxInFlight` leaves room for it, counting
-/// every sample requested from the server and not yet handed to the consumer side (a
-/// response counts as handed over as a whole when `next()` takes it up). So the server never
+/// In flight: a worker sends a request only when `maxInFlight` leaves room for all of it,
+/// counting every sample requested from the server and not yet consumed (a response counts
+/// until `next()` has returned all of it and takes up the next one). So the server never
 /// samples more than `maxInFlight` items ahead of the consumer (Reverb's
-/// `max_in_flight_samples_per_worker`, with the limit shared by all workers). Calls are not
-/// split into smaller ones to use partial room: each call costs a stream setup on both
-/// sides, and many small calls measured slower than a few whole ones.
+/// `max_in_flight_samples_per_worker`, with the limit shared by all workers).
 ///
 /// Order: with one worker, samples come in the server's order; with several, responses of
 /// different calls interleave (each response's items stay in order).
 ///
-/// Stopping: `stop()` starts no further call, reads the calls in flight to their end and
+/// Stopping: `stop()` sends no further request, closes each call's request side, reads the
+/// calls to their end (the server answers what was asked) and
 /// returns every sample received but not handed out by `next()`, so nothing the server
 /// sampled is lost or delivered twice (e.g. a queue table: delivered + returned = the
 /// server's sample count). Cancelling the consumer's task, or dropping the iterator without
@@ -33,9 +36,9 @@ public struct ReplaySamples: AsyncSequence, Sendable {
     public let sampler: ReplaySampler
     /// Samples to deliver in all (nil: until stopped).
     public let limit: Int?
-    /// Concurrent Sample calls at most.
+    /// Concurrent SampleStream calls (one per worker) at most.
     public let workers: Int
-    /// Items per Sample call.
+    /// Items per request on a worker's call.
     public let samplesPerCall: Int
     /// Items per response message.
     public let flexibleBatchSize: Int
@@ -49,7 +52,7 @@ public struct ReplaySamples: AsyncSequence, Sendable {
         self.workers = workers
         self.maxInFlight = maxInFlight
         self.flexibleBatchSize = flexibleBatchSize
-        self.samplesPerCall = samplesPerCall ?? Swift.max(1, maxInFlight / workers)
+        self.samplesPerCall = samplesPerCall ?? Swift.max(1, Swift.min(maxInFlight / workers, flexibleBatchSize))
     }
 
     public func makeAsyncIterator() -> Iterator { Iterator(config: self) }
@@ -63,22 +66,23 @@ public struct ReplaySamples: AsyncSequence, Sendable {
         init(config: ReplaySamples) { owner = FeedOwner(SampleFeed(config)) }
 
         /// The next sample; nil once `limit` samples were delivered (or after `stop()`).
-        /// Throws the first error of a Sample call (after the samples received before it)
+        /// Throws the first error of a SampleStream call (after the samples received before it)
         /// and `CancellationError` when the awaiting task is cancelled.
         public mutating func next() async throws -> ReplaySample? {
             if index < batch.count {
                 defer { index += 1 }
                 return batch[index]
             }
+            let consumed = batch.count
             batch = []
             index = 0
-            guard let next = try await owner.feed.take() else { return nil }
+            guard let next = try await owner.feed.take(releasing: consumed) else { return nil }
             batch = next
             index = 1
             return next[0]
         }
 
-        /// Stops: no new Sample call starts, the calls in flight are read to their end, and
+        /// Stops: no new request is sent, the calls in flight are read to their end, and
         /// the samples received but not yet returned by `next()` are returned (in the order
         /// `next()` would have returned them). `next()` returns nil afterwards. Rethrows a
         /// call's error other than cancellation.
@@ -94,11 +98,12 @@ public struct ReplaySamples: AsyncSequence, Sendable {
 
 extension ReplaySampler {
     /// Single samples of the table (see `ReplaySamples`): `limit` in all (nil: until
-    /// `stop()`), up to `workers` Sample calls in flight, at most `maxInFlight` samples
-    /// requested ahead of the consumer (default 256, like Reverb's sampler in the bench),
-    /// responses of up to `flexibleBatchSize` items (0: this sampler's
-    /// `flexibleBatchSize`, or 64 when that is 0 too). `samplesPerCall` defaults to
-    /// `maxInFlight / workers`. This sampler's `batchSize` is not used.
+    /// `stop()`), `workers` SampleStream calls, at most `maxInFlight` samples requested
+    /// ahead of the consumer (default 256, like Reverb's sampler in the bench), responses of
+    /// up to `flexibleBatchSize` items (0: this sampler's `flexibleBatchSize`, or 64 when
+    /// that is 0 too), requests of `samplesPerCall` items (default: the smaller of
+    /// `maxInFlight / workers` and the response size). This sampler's `batchSize` is not
+    /// used.
     public func samples(limit: Int? = nil, workers: Int = 2, maxInFlight: Int = 256, flexibleBatchSize: Int = 0,
                         samplesPerCall: Int? = nil) throws(ReplayError) -> ReplaySamples {
         guard workers >= 1 else { throw ReplayError(.invalidArgument, "samples of '\(table)': workers \(workers) must be >= 1") }
@@ -168,28 +173,29 @@ final class SampleFeed: Sendable {
 
     // MARK: Consumer side
 
-    /// What the consumer does next: take a ready response (granting room to waiting
-    /// workers), end, fail, or wait.
-    enum TakeAction { case batch([ReplaySample], [(CheckedContinuation<Int, Never>, Int)]), end, fail(any Error), wait }
+    /// What the consumer does next: take a ready response, end, fail, or wait.
+    enum TakeAction { case batch([ReplaySample]), end, fail(any Error), wait }
 
     private func nextLocked(_ s: inout State) -> TakeAction {
-        if s.hasReady {
-            let b = s.popReady()
-            s.inFlight -= b.count
-            return .batch(b, grantLocked(&s))
-        }
+        if s.hasReady { return .batch(s.popReady()) }
         if let e = s.error { s.error = nil; s.stopping = true; return .fail(e) }
         if s.workersRunning == 0 || s.cancelled { return .end }
         return .wait
     }
 
-    /// The next response (nil when every worker finished and nothing is left).
-    func take() async throws -> [ReplaySample]? {
+    /// The next response (nil when every worker finished and nothing is left). `released`:
+    /// the size of the response the consumer has finished with; its room goes to waiting
+    /// workers now. (A response counts against `maxInFlight` until the consumer is done with
+    /// it, so what `stop()` returns never exceeds `maxInFlight`.)
+    func take(releasing released: Int) async throws -> [ReplaySample]? {
         startIfNeeded()
-        let action = state.withLock { s in nextLocked(&s) }
+        let (action, grants) = state.withLock { s in
+            s.inFlight -= released
+            return (nextLocked(&s), grantLocked(&s))
+        }
+        for (c, n) in grants { c.resume(returning: n) }
         switch action {
-        case .batch(let b, let grants):
-            for (c, n) in grants { c.resume(returning: n) }
+        case .batch(let b):
             return b
         case .end: return nil
         case .fail(let e): throw e
@@ -205,8 +211,7 @@ final class SampleFeed: Sendable {
                     return next
                 }
                 switch now {
-                case .batch(let b, let grants):
-                    for (g, n) in grants { g.resume(returning: n) }
+                case .batch(let b):
                     c.resume(returning: b)
                 case .end: c.resume(returning: nil)
                 case .fail(let e): c.resume(throwing: e)
@@ -310,64 +315,74 @@ final class SampleFeed: Sendable {
         return n
     }
 
-    /// Room for one call: the granted count, 0 to stop.
+    /// Room for one request: the granted count, 0 to stop (also when the task is cancelled:
+    /// the worker's call ended while its producer waited).
     private func reserve(id: Int) async -> Int {
         let want = config.samplesPerCall
         let now: Int = state.withLock { s in admitLocked(&s, want: want) }
         if now >= 0 { return now }
-        return await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
-            let n: Int = state.withLock { s in
-                let n = admitLocked(&s, want: want)
-                if n < 0 { s.waiting.append((id, want, c)) }
-                return n
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+                let n: Int = state.withLock { s in
+                    if Task.isCancelled { return 0 }
+                    let n = admitLocked(&s, want: want)
+                    if n < 0 { s.waiting.append((id, want, c)) }
+                    return n
+                }
+                if n >= 0 { c.resume(returning: n) }
             }
-            if n >= 0 { c.resume(returning: n) }
+        } onCancel: {
+            let c: CheckedContinuation<Int, Never>? = state.withLock { s in
+                guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.waiting.remove(at: i).continuation
+            }
+            c?.resume(returning: 0)
         }
     }
 
     private func push(_ batch: [ReplaySample]) {
         guard !batch.isEmpty else { return }
-        let handOff: (CheckedContinuation<[ReplaySample]?, any Error>, [(CheckedContinuation<Int, Never>, Int)])? =
-            state.withLock { s in
-                if let c = s.consumer, !s.hasReady {
-                    // Straight to the waiting consumer: it counts as taken.
-                    s.consumer = nil
-                    s.inFlight -= batch.count
-                    return (c, grantLocked(&s))
-                }
-                s.ready.append(batch)
-                return nil
+        let consumer: CheckedContinuation<[ReplaySample]?, any Error>? = state.withLock { s in
+            if let c = s.consumer, !s.hasReady {
+                // Straight to the waiting consumer (its room is freed when it is done with it).
+                s.consumer = nil
+                return c
             }
-        if let (consumer, grants) = handOff {
-            for (g, n) in grants { g.resume(returning: n) }
-            consumer.resume(returning: batch)
+            s.ready.append(batch)
+            return nil
         }
+        consumer?.resume(returning: batch)
     }
 
+    /// One worker: one SampleStream call for its whole life, asking for `samplesPerCall`
+    /// more samples whenever the in-flight budget has room, until stopped, cancelled or
+    /// past `limit`; then the server answers what was asked and the call ends.
     private func work(id: Int) async {
         let sampler = config.sampler
+        let asked = Counter()
+        let received = Counter()
         var failure: (any Error)?
-        while failure == nil {
-            let n = await reserve(id: id)
-            if n == 0 || Task.isCancelled { break }
-            let received = Counter()
-            do {
-                try await sampler.client.sample(table: sampler.table, count: n, batchSize: config.flexibleBatchSize,
-                                                timeout: sampler.timeout) { [self] batch in
+        do {
+            try await sampler.client.sampleStream(
+                table: sampler.table, flexibleBatchSize: config.flexibleBatchSize, timeout: sampler.timeout,
+                more: { [self] in
+                    let n = await reserve(id: id)
+                    asked.add(n)
+                    return n
+                },
+                onBatch: { [self] batch in
                     received.add(batch.count)
                     push(batch)
-                    return true
-                }
-            } catch {
-                failure = error
-            }
-            let missing = n - received.value
-            if missing > 0 {
-                // The call ended early: give its unused room back.
-                state.withLock { s in
-                    s.inFlight -= missing
-                    s.requested -= missing
-                }
+                })
+        } catch {
+            failure = error
+        }
+        let missing = asked.value - received.value
+        if missing > 0 {
+            // The call ended early: give its unused room back.
+            state.withLock { s in
+                s.inFlight -= missing
+                s.requested -= missing
             }
         }
         finish(failure)
@@ -413,7 +428,8 @@ final class SampleFeed: Sendable {
     }
 }
 
-/// Samples received on one call (the response handler runs on one task at a time).
+/// Samples asked for or received on one call (atomic: the request producer and the
+/// response handler run concurrently).
 private final class Counter: Sendable {
     private let n = Atomic<Int>(0)
     func add(_ k: Int) { n.add(k, ordering: .relaxed) }

@@ -1,11 +1,13 @@
+import GRPCCore
 import ReplayService
 import ReplayServiceProto
 import ReplayStorage
 import TensorCore
 
 /// Writes trajectories into a replay service: append steps, create items over the last
-/// `k` steps, `send` them on an open Insert stream as they are ready, and `flush` to end
-/// the stream and learn how many items the server inserted.
+/// `k` steps, `send` them on an open InsertStream call as they are ready, `waitForItems` to
+/// wait until the server has confirmed them (by key) with the stream left open (Reverb's
+/// `flush`), and `flush` to end the stream and learn how many items the server inserted.
 ///
 /// Steps are grouped into chunks of up to `chunkLength` steps (a chunk also closes when an
 /// item is created); items reference chunks, so overlapping items share data. A chunk is
@@ -14,8 +16,9 @@ import TensorCore
 /// them from the stream's cache.
 ///
 /// Streaming use (many items in flight, no round trip per item): call `send()` every few
-/// items (e.g. each 64), `flush()` at the end. Calling only `flush()` sends everything in
-/// one stream, as before.
+/// items (e.g. each 64), `waitForItems()` where the caller needs its items in the table,
+/// `flush()` at the end (a writer left with an open stream keeps `ReplayClient.close()`
+/// waiting until it is dropped). Calling only `flush()` sends everything in one stream.
 ///
 /// Not thread-safe: use a writer from one task at a time.
 public final class TrajectoryWriter {
@@ -146,9 +149,33 @@ public final class TrajectoryWriter {
         }
     }
 
-    /// Sends the pending items, ends the Insert stream and returns how many items the server
-    /// inserted on it (every item sent since the stream opened). On error the pending items
-    /// are dropped (some may have been inserted).
+    /// Sends the pending items and waits until all but `leaving` of the items sent on the
+    /// open stream are in their tables (the server confirms each by key); the stream stays
+    /// open. Returns the keys confirmed on this stream so far, in insertion order. Throws the
+    /// stream's error (the stream is then dropped and the next `send` opens a new one;
+    /// exactly the items confirmed before the error are in their tables), or
+    /// `deadlineExceeded` when `waitTimeout` passes first (the items stay
+    /// in flight on the open stream). `timeout` bounds each insert's rate-limiter wait on the
+    /// server, as in `send`.
+    @discardableResult
+    public func waitForItems(leaving: Int = 0, waitTimeout: Duration? = nil, timeout: Duration? = nil) async throws -> [UInt64] {
+        try await send(timeout: timeout)
+        guard let open = stream else { return [] }
+        do {
+            return try await open.waitForConfirmations(leaving: leaving, timeout: waitTimeout)
+        } catch let error as RPCError where error.code == .deadlineExceeded && !open.hasEnded {
+            throw error
+        } catch {
+            stream = nil
+            sentChunks = []
+            releasedChunks = []
+            throw error
+        }
+    }
+
+    /// Sends the pending items, ends the InsertStream call and returns how many items the
+    /// server inserted (confirmed) on it: every item sent since the stream opened. On error
+    /// the pending items are dropped (those confirmed before it are in).
     @discardableResult
     public func flush(timeout: Duration? = nil) async throws -> UInt64 {
         if stream == nil && pendingItems.isEmpty { return 0 }

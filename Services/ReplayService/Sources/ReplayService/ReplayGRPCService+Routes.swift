@@ -4,24 +4,55 @@ import ReplayServiceProto
 import ReplayStorage
 
 extension ReplayGRPCService {
-    /// The service's routes: the generated ones for every RPC but Sample, whose responses
-    /// are written by `SampleBatchSerializer` straight from the sampled items' chunk
-    /// storage (same wire format as `loom.replay.SampleResponse`; see `SampleWire`).
+    /// The service's routes: the generated ones for every RPC but Sample and SampleStream,
+    /// whose responses are written by `SampleBatchSerializer` straight from the sampled
+    /// items' chunk storage (same wire format as `loom.replay.SampleResponse`; see
+    /// `SampleWire`).
     public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         typealias M = Loom_Replay_ReplayService.Method
         router.registerHandler(
             forMethod: M.Insert.descriptor,
             deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
             serializer: ProtobufSerializer<Loom_Replay_InsertResponse>(),
-            handler: { request, context in try await self.insert(request: request, context: context) })
+            handler: { request, context in
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse(single: ServerResponse(message: try await self.insert(request: request.messages, deadline: deadline)))
+            })
         router.registerHandler(
             forMethod: M.Sample.descriptor,
             deserializer: ProtobufDeserializer<Loom_Replay_SampleRequest>(),
             serializer: SampleBatchSerializer(),
             handler: { request, context in
                 let message = try await ServerRequest(stream: request).message
+                let deadline = callDeadline(request.metadata)
                 return StreamingServerResponse<[ReplaySample]>(metadata: [:], producer: { writer in
-                    try await self.sampleBatches(request: message, context: context) { try await writer.write($0) }
+                    try await self.sampleBatches(request: message, context: context, deadline: deadline) { try await writer.write($0) }
+                    return [:]
+                })
+            })
+        router.registerHandler(
+            forMethod: M.SampleStream.descriptor,
+            deserializer: ProtobufDeserializer<Loom_Replay_SampleRequest>(),
+            serializer: SampleBatchSerializer(),
+            handler: { request, context in
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse<[ReplaySample]>(metadata: [:], producer: { writer in
+                    try await self.sampleStream(requests: request.messages, context: context, deadline: deadline) {
+                        try await writer.write($0)
+                    }
+                    return [:]
+                })
+            })
+        router.registerHandler(
+            forMethod: M.InsertStream.descriptor,
+            deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
+            serializer: ProtobufSerializer<Loom_Replay_InsertConfirmation>(),
+            handler: { request, context in
+                let deadline = callDeadline(request.metadata)
+                return StreamingServerResponse<Loom_Replay_InsertConfirmation>(metadata: [:], producer: { writer in
+                    try await self.insertStream(requests: request.messages, context: context, deadline: deadline) {
+                        try await writer.write($0)
+                    }
                     return [:]
                 })
             })

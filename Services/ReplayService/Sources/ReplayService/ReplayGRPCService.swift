@@ -19,6 +19,8 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     public let checkpointRoot: String?
     /// Instruments updated on every insert and sample (nil: none).
     public let metrics: ReplayMetrics?
+    /// Ends the long-lived streams when the host shuts down (`ReplayServiceHost.shutdown`).
+    public let closer = StreamCloser()
 
     /// A service over `replay`, checkpointing under `checkpointRoot` when given and
     /// counting calls in `metrics` when given.
@@ -30,59 +32,21 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
 
     public func insert(request: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>,
                        context: ServerContext) async throws -> Loom_Replay_InsertResponse {
-        let replay = self.replay
-        let metrics = self.metrics
+        try await insert(request: request, deadline: nil)
+    }
+
+    /// The Insert RPC with the call's deadline (`callDeadline`), which caps every
+    /// rate-limiter wait like `timeout_ms` does.
+    public func insert(request: RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>,
+                       deadline: ContinuousClock.Instant?) async throws -> Loom_Replay_InsertResponse {
         var cache: [UInt64: Chunk] = [:]
         var inserted: UInt64 = 0
         do throws(ReplayError) {
             var messages = request.makeAsyncIterator()
-            while let message = try await nextMessage(&messages) {
-                let timeout = try wireTimeout(message.timeoutMs, "insert")
-                for c in message.chunks {
-                    var columns: [Tensor] = []
-                    columns.reserveCapacity(c.columns.count)
-                    for (i, col) in c.columns.enumerated() { columns.append(try col.tensor("chunk \(c.key) column \(i)")) }
-                    cache[c.key] = try Chunk(key: c.key, columns: columns)
-                }
-                var items: [ReplayItem] = []
-                items.reserveCapacity(message.items.count)
-                for it in message.items {
-                    var chunks: [Chunk] = []
-                    for k in it.chunkKeys {
-                        guard let c = cache[k] else {
-                            throw ReplayError(.invalidArgument,
-                                              "item \(it.key) for table '\(it.table)': chunk \(k) was not sent on this stream (or was released); expected one of \(cache.keys.sorted().prefix(16))\(cache.count > 16 ? " ..." : "")")
-                        }
-                        chunks.append(c)
-                    }
-                    guard it.offset >= 0, it.length >= 0 else {
-                        throw ReplayError(.invalidArgument,
-                                          "item \(it.key) for table '\(it.table)': offset \(it.offset) and length \(it.length) must be >= 0 (length 0 = to the end)")
-                    }
-                    items.append(ReplayItem(key: it.key, table: it.table, priority: it.priority, chunks: chunks,
-                                            offset: Int(it.offset), length: it.length == 0 ? nil : Int(it.length)))
-                }
-                for k in message.releaseChunkKeys { cache[k] = nil }
-                guard !items.isEmpty else { continue }
-                // One hand-off to a blocking thread per message, not per item: the items of a
-                // message are inserted in order, each waiting for the rate limiter as needed.
-                let batch = items
-                let result = try await runBlocking { () throws(ReplayError) -> BatchOutcome in
-                    var done = 0
-                    let start = ContinuousClock.now
-                    for item in batch {
-                        do throws(ReplayError) {
-                            try replay.insert(item, timeout: timeout)
-                        } catch {
-                            return BatchOutcome(done: done, error: error, elapsed: ContinuousClock.now - start)
-                        }
-                        done += 1
-                    }
-                    return BatchOutcome(done: done, error: nil, elapsed: ContinuousClock.now - start)
-                }
-                inserted += UInt64(result.done)
-                metrics?.recordInserts(items: items.prefix(result.done), elapsed: result.elapsed)
-                if let error = result.error { throw error }
+            while let message = try await nextMessage(&messages, "insert") {
+                let outcome = try await insertMessage(message, cache: &cache, deadline: deadline)
+                inserted += UInt64(outcome.keys.count)
+                if let error = outcome.error { throw error }
             }
         } catch {
             throw RPCError(error)
@@ -92,8 +56,66 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
         return response
     }
 
+    /// Inserts the items of one Insert(Stream) message: caches its chunks, resolves each
+    /// item's chunk keys against `cache`, inserts the items in order (each waiting for the
+    /// rate limiter up to the message's timeout, capped by the call's `deadline`), then drops
+    /// the released chunks. Throws
+    /// for a malformed message (nothing inserted); returns the keys inserted and the insert
+    /// failure that stopped the message, if any (the keys are those before it).
+    func insertMessage(_ message: Loom_Replay_InsertRequest, cache: inout [UInt64: Chunk],
+                       deadline: ContinuousClock.Instant? = nil) async throws(ReplayError)
+        -> (keys: [UInt64], error: ReplayError?) {
+        let replay = self.replay
+        let wire = try wireTimeout(message.timeoutMs, "insert")
+        for c in message.chunks {
+            var columns: [Tensor] = []
+            columns.reserveCapacity(c.columns.count)
+            for (i, col) in c.columns.enumerated() { columns.append(try col.tensor("chunk \(c.key) column \(i)")) }
+            cache[c.key] = try Chunk(key: c.key, columns: columns)
+        }
+        var items: [ReplayItem] = []
+        items.reserveCapacity(message.items.count)
+        for it in message.items {
+            var chunks: [Chunk] = []
+            for k in it.chunkKeys {
+                guard let c = cache[k] else {
+                    throw ReplayError(.invalidArgument,
+                                      "item \(it.key) for table '\(it.table)': chunk \(k) was not sent on this stream (or was released); expected one of \(cache.keys.sorted().prefix(16))\(cache.count > 16 ? " ..." : "")")
+                }
+                chunks.append(c)
+            }
+            guard it.offset >= 0, it.length >= 0 else {
+                throw ReplayError(.invalidArgument,
+                                  "item \(it.key) for table '\(it.table)': offset \(it.offset) and length \(it.length) must be >= 0 (length 0 = to the end)")
+            }
+            items.append(ReplayItem(key: it.key, table: it.table, priority: it.priority, chunks: chunks,
+                                    offset: Int(it.offset), length: it.length == 0 ? nil : Int(it.length)))
+        }
+        for k in message.releaseChunkKeys { cache[k] = nil }
+        guard !items.isEmpty else { return ([], nil) }
+        // One hand-off to a blocking thread per message, not per item: the items of a
+        // message are inserted in order, each waiting for the rate limiter as needed.
+        let batch = items
+        let result = try await runBlocking { () throws(ReplayError) -> BatchOutcome in
+            var done = 0
+            let start = ContinuousClock.now
+            for item in batch {
+                do throws(ReplayError) {
+                    let timeout = try waitLimit(wire, deadline: deadline, "insert of item \(item.key) into '\(item.table)'")
+                    try replay.insert(item, timeout: timeout)
+                } catch {
+                    return BatchOutcome(done: done, error: error, elapsed: ContinuousClock.now - start)
+                }
+                done += 1
+            }
+            return BatchOutcome(done: done, error: nil, elapsed: ContinuousClock.now - start)
+        }
+        metrics?.recordInserts(items: items.prefix(result.done), elapsed: result.elapsed)
+        return (items.prefix(result.done).map(\.key), result.error)
+    }
+
     /// How far one message's items got: `done` inserted, then `error` (if any).
-    private struct BatchOutcome: Sendable {
+    struct BatchOutcome: Sendable {
         var done: Int
         var error: ReplayError?
         var elapsed: Duration
@@ -101,13 +123,13 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
 
     /// The next request message; a transport error is rethrown as is (it is already an
     /// RPC-level failure), typed errors are kept typed.
-    private func nextMessage(
-        _ it: inout RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>.AsyncIterator
+    func nextMessage(
+        _ it: inout RPCAsyncSequence<Loom_Replay_InsertRequest, any Error>.AsyncIterator, _ what: String
     ) async throws(ReplayError) -> Loom_Replay_InsertRequest? {
         do {
             return try await it.next()
         } catch {
-            throw ReplayError(.cancelled, "insert stream ended with an error: \(error)")
+            throw ReplayError(.cancelled, "\(what) ended with an error: \(error)")
         }
     }
 
@@ -117,14 +139,7 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     public func sample(request: Loom_Replay_SampleRequest, response: RPCWriter<Loom_Replay_SampleResponse>,
                        context: ServerContext) async throws {
         try await sampleBatches(request: request, context: context) { samples in
-            var message = Loom_Replay_SampleResponse()
-            message.items = samples.map { s in
-                var item = Loom_Replay_SampledItem()
-                item.info = Loom_Replay_SampleInfo(s.info)
-                item.columns = (0..<s.item.columnCount).map { Loom_Replay_TensorData(s.item.column($0)) }
-                return item
-            }
-            try await response.write(message)
+            try await response.write(Loom_Replay_SampleResponse(samples))
         }
     }
 
@@ -134,7 +149,12 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
     /// Each batch is one table call under one lock (`ReplayTable.trySample`), run inline on
     /// this task when the rate limiter allows a sample now (the common case: no thread
     /// hand-off); only a batch that must wait goes to the blocking pool (`runBlocking`).
+    ///
+    /// Each wait is bounded by `request.timeout_ms` and by the call's `deadline` (from its
+    /// `grpc-timeout` header; see `callDeadline`), whichever ends first; either ends the call
+    /// with DEADLINE_EXCEEDED ("timeout: ...").
     public func sampleBatches(request: Loom_Replay_SampleRequest, context: ServerContext,
+                              deadline: ContinuousClock.Instant? = nil,
                               write: ([ReplaySample]) async throws -> Void) async throws {
         let metrics = self.metrics
         let name = request.table
@@ -172,8 +192,9 @@ public struct ReplayGRPCService: Loom_Replay_ReplayService.SimpleServiceProtocol
                 if !ready.isEmpty {
                     samples = ready
                 } else {
+                    let limit = try waitLimit(timeout, deadline: deadline, "sample from '\(name)'")
                     samples = try await runBlocking { () throws(ReplayError) in
-                        try table.sample(count: n, timeout: timeout)
+                        try table.sample(count: n, timeout: limit)
                     }
                 }
                 metrics?.recordSamples(table: name, count: samples.count, elapsed: ContinuousClock.now - start)

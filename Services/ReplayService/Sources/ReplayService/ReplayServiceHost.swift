@@ -15,6 +15,8 @@ public final class ReplayServiceHost: Sendable {
     public let server: GRPCServer<HTTP2ServerTransport.Posix>
     /// The instruments the service updates (nil when none were given).
     public let metrics: ReplayMetrics?
+    /// The service (its `closer` ends open streams at shutdown).
+    public let service: ReplayGRPCService
 
     /// Largest message accepted or sent (256 MiB): a batch of 256 frames of 84x84x4 bytes is
     /// 7 MiB, over gRPC's 4 MiB default.
@@ -40,9 +42,9 @@ public final class ReplayServiceHost: Sendable {
                                                    config: config)
         var interceptors: [any ServerInterceptor] = []
         if let token { interceptors.append(BearerTokenInterceptor(token: token)) }
-        server = GRPCServer(transport: transport,
-                            services: [ReplayGRPCService(replay: replay, checkpointRoot: checkpointRoot, metrics: metrics)],
-                            interceptors: interceptors)
+        let service = ReplayGRPCService(replay: replay, checkpointRoot: checkpointRoot, metrics: metrics)
+        self.service = service
+        server = GRPCServer(transport: transport, services: [service], interceptors: interceptors)
     }
 
     /// Serves until `shutdown()`; throws when the address cannot be bound.
@@ -58,10 +60,12 @@ public final class ReplayServiceHost: Sendable {
         }
     }
 
-    /// Closes the replay tables (blocked inserts and samples end with `cancelled`) and
-    /// stops the gRPC server once in-flight RPCs finish.
+    /// Closes the replay tables (blocked inserts and samples end with `cancelled`), ends
+    /// the open SampleStream and InsertStream calls with `cancelled`, and stops the gRPC
+    /// server once in-flight RPCs finish.
     public func shutdown() {
         replay.close()
+        service.closer.close()
         server.beginGracefulShutdown()
     }
 }

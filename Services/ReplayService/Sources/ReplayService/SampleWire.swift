@@ -13,7 +13,8 @@ import TensorCore
 /// visitor dispatch while encoding; the client side decodes into the same objects and
 /// copies the bytes a second time into tensor storage. Here each column's bytes are copied
 /// once on each side: chunk storage -> response bytes on the server, message bytes ->
-/// tensor storage on the client.
+/// tensor storage on the client (items of at most 4 KiB per column: twice, into one
+/// tensor per column shared by the response's items; see `samples`).
 ///
 /// Wire layout (proto3; fields with default values are omitted, as the generated encoder
 /// does):
@@ -31,22 +32,21 @@ public enum SampleWire {
 
     /// The `SampleResponse` bytes for `samples` (one item per sample, its columns as the
     /// item's trajectory of each column).
+    ///
+    /// Column bytes are copied straight from the chunks' tensor storage (the rows of the
+    /// item's step range, chunk by chunk): no per-column tensor view or concatenation.
     public static func encode<Bytes: GRPCContiguousBytes>(_ samples: [ReplaySample]) -> Bytes {
-        // Pass 1: sizes. Columns are views of chunk storage (or a concatenation when the
-        // item spans chunks), fetched once and kept for pass 2.
-        var columns: [[Tensor]] = []
-        columns.reserveCapacity(samples.count)
+        // Pass 1: sizes.
         var itemSizes: [Int] = []
         itemSizes.reserveCapacity(samples.count)
         var total = 0
         for s in samples {
-            let cols = (0..<s.item.columnCount).map { s.item.column($0) }
-            var size = 1 + varintSize(UInt64(infoSize(s.info))) + infoSize(s.info)
-            for c in cols {
-                let n = tensorSize(c)
+            let info = infoSize(s.info)
+            var size = 1 + varintSize(UInt64(info)) + info
+            for c in 0..<s.item.columnCount {
+                let n = columnSize(s.item, c)
                 size += 1 + varintSize(UInt64(n)) + n
             }
-            columns.append(cols)
             itemSizes.append(size)
             total += 1 + varintSize(UInt64(size)) + size
         }
@@ -60,15 +60,67 @@ public enum SampleWire {
                 w.tag(1, .lengthDelimited)
                 w.varint(UInt64(infoSize(s.info)))
                 writeInfo(s.info, &w)
-                for c in columns[i] {
+                for c in 0..<s.item.columnCount {
                     w.tag(2, .lengthDelimited)
-                    w.varint(UInt64(tensorSize(c)))
-                    writeTensor(c, &w)
+                    w.varint(UInt64(columnSize(s.item, c)))
+                    writeColumn(s.item, c, &w)
                 }
             }
             precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
         }
         return bytes
+    }
+
+    /// Bytes of one step of column `c` (every chunk of an item has the same step shape).
+    private static func rowBytes(_ column: Tensor) -> Int {
+        var n = column.dtype.byteSize
+        for d in column.shape.dropFirst() { n *= d }
+        return n
+    }
+
+    /// Encoded size of column `c` of `item` as a `TensorData` of shape
+    /// `[item.length] + step shape`.
+    private static func columnSize(_ item: ReplayItem, _ c: Int) -> Int {
+        let first = item.chunks[0].columns[c]
+        var n = 0
+        let dt = UInt64(first.dtype.wire.rawValue)
+        if dt != 0 { n += 1 + varintSize(dt) }
+        var s = varintSize(UInt64(item.length))
+        for d in first.shape.dropFirst() { s += varintSize(UInt64(bitPattern: Int64(d))) }
+        n += 1 + varintSize(UInt64(s)) + s
+        let b = item.length * rowBytes(first)
+        if b > 0 { n += 1 + varintSize(UInt64(b)) + b }
+        return n
+    }
+
+    /// Writes column `c` of `item` as a `TensorData`: its rows `offset ..< offset + length`
+    /// of the chunks laid end to end, copied from each chunk's storage.
+    private static func writeColumn(_ item: ReplayItem, _ c: Int, _ w: inout Writer) {
+        let first = item.chunks[0].columns[c]
+        let dt = UInt64(first.dtype.wire.rawValue)
+        if dt != 0 { w.tag(1, .varint); w.varint(dt) }
+        var s = varintSize(UInt64(item.length))
+        for d in first.shape.dropFirst() { s += varintSize(UInt64(bitPattern: Int64(d))) }
+        w.tag(2, .lengthDelimited)
+        w.varint(UInt64(s))
+        w.varint(UInt64(item.length))
+        for d in first.shape.dropFirst() { w.varint(UInt64(bitPattern: Int64(d))) }
+        let row = rowBytes(first)
+        let b = item.length * row
+        guard b > 0 else { return }
+        w.tag(3, .lengthDelimited)
+        w.varint(UInt64(b))
+        var skip = item.offset
+        var remaining = item.length
+        for chunk in item.chunks where remaining > 0 {
+            if skip >= chunk.length { skip -= chunk.length; continue }
+            let take = Swift.min(chunk.length - skip, remaining)
+            chunk.columns[c].withRawBytes { raw in
+                w.bytes(UnsafeRawBufferPointer(rebasing: raw[(skip * row)..<((skip + take) * row)]))
+            }
+            remaining -= take
+            skip = 0
+        }
     }
 
     private static func infoSize(_ info: SampleInfo) -> Int {
@@ -87,38 +139,6 @@ public enum SampleWire {
         if info.tableSize != 0 { w.tag(3, .varint); w.varint(UInt64(bitPattern: Int64(info.tableSize))) }
         if info.priority.bitPattern != 0 { w.tag(4, .fixed64); w.fixed64(info.priority.bitPattern) }
         if info.timesSampled != 0 { w.tag(5, .varint); w.varint(UInt64(bitPattern: Int64(info.timesSampled))) }
-    }
-
-    private static func shapeSize(_ t: Tensor) -> Int {
-        t.shape.reduce(0) { $0 + varintSize(UInt64(bitPattern: Int64($1))) }
-    }
-
-    private static func tensorSize(_ t: Tensor) -> Int {
-        var n = 0
-        let dt = UInt64(t.dtype.wire.rawValue)
-        if dt != 0 { n += 1 + varintSize(dt) }
-        let s = shapeSize(t)
-        if s > 0 { n += 1 + varintSize(UInt64(s)) + s }
-        let b = t.count * t.dtype.byteSize
-        if b > 0 { n += 1 + varintSize(UInt64(b)) + b }
-        return n
-    }
-
-    private static func writeTensor(_ t: Tensor, _ w: inout Writer) {
-        let dt = UInt64(t.dtype.wire.rawValue)
-        if dt != 0 { w.tag(1, .varint); w.varint(dt) }
-        let s = shapeSize(t)
-        if s > 0 {
-            w.tag(2, .lengthDelimited)
-            w.varint(UInt64(s))
-            for d in t.shape { w.varint(UInt64(bitPattern: Int64(d))) }
-        }
-        let b = t.count * t.dtype.byteSize
-        if b > 0 {
-            w.tag(3, .lengthDelimited)
-            w.varint(UInt64(b))
-            t.withRawBytes { w.bytes($0) }
-        }
     }
 
     static func varintSize(_ v: UInt64) -> Int {
@@ -171,17 +191,17 @@ public enum SampleWire {
         let result: Result<[ReplaySample], ReplayError> = bytes.withUnsafeBytes { buffer in
             do throws(ReplayError) {
                 var r = Reader(buffer)
-                var out: [ReplaySample] = []
+                var items: [WireItem] = []
                 while !r.atEnd {
                     let (field, type) = try r.tag()
                     if field == 1 && type == .lengthDelimited {
                         var sub = try r.subReader()
-                        out.append(try decodeItem(&sub, table: table))
+                        items.append(try decodeItem(&sub))
                     } else {
                         try r.skip(type)
                     }
                 }
-                return .success(out)
+                return .success(try samples(items, table: table))
             } catch {
                 return .failure(error)
             }
@@ -189,9 +209,92 @@ public enum SampleWire {
         return try result.get()
     }
 
-    private static func decodeItem(_ r: inout Reader, table: String) throws(ReplayError) -> ReplaySample {
+    /// Largest column of an item (bytes) decoded into a tensor shared with the response's
+    /// other items (see `samples`).
+    static let sharedColumnLimit = 4096
+
+    /// One decoded column: validated dtype and shape, its bytes still in the message.
+    private struct WireColumn {
+        var dtype: DType
+        var dims: [Int]
+        var data: UnsafeRawBufferPointer
+    }
+
+    private struct WireItem {
+        var info: SampleInfo
+        var columns: [WireColumn]
+    }
+
+    /// The samples of a response's items. Small items (every column at most
+    /// `sharedColumnLimit` bytes) whose columns agree in dtype and step shape across the
+    /// response share one tensor per column, each item holding a view of its rows: a
+    /// storage allocation per response instead of per item and column, which is most of
+    /// the client's decoding cost for items of a few hundred bytes. Larger items (frames) get
+    /// their own storage, so keeping one sample does not keep a whole response alive.
+    private static func samples(_ items: [WireItem], table: String) throws(ReplayError) -> [ReplaySample] {
+        var out: [ReplaySample] = []
+        out.reserveCapacity(items.count)
+        var shared: [Tensor]?
+        if items.count > 1, let first = items.first, !first.columns.isEmpty {
+            var uniform = true
+            check: for item in items {
+                guard item.columns.count == first.columns.count else { uniform = false; break }
+                for (c, col) in item.columns.enumerated() {
+                    let f = first.columns[c]
+                    guard col.data.count <= sharedColumnLimit, col.dtype == f.dtype, col.dims.count == f.dims.count,
+                          col.dims.count >= 1, col.dims.dropFirst().elementsEqual(f.dims.dropFirst()) else {
+                        uniform = false
+                        break check
+                    }
+                }
+            }
+            if uniform {
+                var tensors: [Tensor] = []
+                for c in first.columns.indices {
+                    var data = Data(capacity: items.reduce(0) { $0 + $1.columns[c].data.count })
+                    var rows = 0
+                    for item in items {
+                        let col = item.columns[c]
+                        if let base = col.data.baseAddress, col.data.count > 0 { data.append(base.assumingMemoryBound(to: UInt8.self), count: col.data.count) }
+                        rows += col.dims[0]
+                    }
+                    tensors.append(Tensor(rawBytes: data, shape: [rows] + first.columns[c].dims.dropFirst(), dtype: first.columns[c].dtype))
+                }
+                shared = tensors
+            }
+        }
+        var rowStart = Array(repeating: 0, count: items.first?.columns.count ?? 0)
+        for item in items {
+            var columns: [Tensor] = []
+            columns.reserveCapacity(item.columns.count)
+            for (c, col) in item.columns.enumerated() {
+                if let shared {
+                    columns.append(shared[c].narrowed(dim: 0, start: rowStart[c], length: col.dims[0]))
+                    rowStart[c] += col.dims[0]
+                } else {
+                    columns.append(tensor(col))
+                }
+            }
+            let chunk = try Chunk(key: item.info.key, columns: columns)
+            out.append(ReplaySample(item: ReplayItem(key: item.info.key, table: table, priority: item.info.priority, chunks: [chunk]),
+                                    info: item.info))
+        }
+        return out
+    }
+
+    /// A tensor of its own for `column` (one copy: message bytes -> tensor storage; the Data
+    /// only wraps the message bytes).
+    private static func tensor(_ column: WireColumn) -> Tensor {
+        guard let base = column.data.baseAddress, column.data.count > 0 else {
+            return Tensor(rawBytes: Data(), shape: column.dims, dtype: column.dtype)
+        }
+        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: column.data.count, deallocator: .none)
+        return Tensor(rawBytes: view, shape: column.dims, dtype: column.dtype)
+    }
+
+    private static func decodeItem(_ r: inout Reader) throws(ReplayError) -> WireItem {
         var info = SampleInfo(key: 0, probability: 0, tableSize: 0, priority: 0, timesSampled: 0)
-        var columns: [Tensor] = []
+        var columns: [WireColumn] = []
         while !r.atEnd {
             let (field, type) = try r.tag()
             switch (field, type) {
@@ -205,8 +308,7 @@ public enum SampleWire {
                 try r.skip(type)
             }
         }
-        let chunk = try Chunk(key: info.key, columns: columns)
-        return ReplaySample(item: ReplayItem(key: info.key, table: table, priority: info.priority, chunks: [chunk]), info: info)
+        return WireItem(info: info, columns: columns)
     }
 
     private static func decodeInfo(_ r: inout Reader, into info: inout SampleInfo) throws(ReplayError) {
@@ -223,7 +325,7 @@ public enum SampleWire {
         }
     }
 
-    private static func decodeTensor(_ r: inout Reader, what column: Int) throws(ReplayError) -> Tensor {
+    private static func decodeTensor(_ r: inout Reader, what column: Int) throws(ReplayError) -> WireColumn {
         var dtype: UInt64 = 0
         var shape: [Int64] = []
         var data = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -242,12 +344,7 @@ public enum SampleWire {
         let wire = Loom_Replay_DType(rawValue: Int(truncatingIfNeeded: dtype)) ?? .UNRECOGNIZED(Int(truncatingIfNeeded: dtype))
         let dt = try DType(wire: wire, what: "sampled item column \(column)")
         let dims = try checkedShape(shape, dtype: dt, byteCount: data.count, what: "sampled item column \(column)")
-        // One copy: message bytes -> tensor storage (the Data only wraps the message bytes).
-        guard let base = data.baseAddress, data.count > 0 else {
-            return Tensor(rawBytes: Data(), shape: dims, dtype: dt)
-        }
-        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: data.count, deallocator: .none)
-        return Tensor(rawBytes: view, shape: dims, dtype: dt)
+        return WireColumn(dtype: dt, dims: dims, data: data)
     }
 
     /// Reads a protobuf message from a buffer without copying.

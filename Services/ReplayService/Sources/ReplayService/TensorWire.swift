@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import ReplayServiceProto
 import ReplayStorage
 import TensorCore
@@ -97,6 +98,36 @@ extension Loom_Replay_TableInfo {
 }
 
 /// A timeout in milliseconds from the wire (0 = wait forever); throws for negative values.
+/// How long a rate-limiter wait may take: the request's `timeout_ms` capped by what is left
+/// of the call's gRPC deadline (`deadline`, nil = none); nil waits forever. Throws
+/// `.timeout` when the deadline has already passed.
+func waitLimit(_ timeout: Duration?, deadline: ContinuousClock.Instant?, _ what: @autoclosure () -> String) throws(ReplayError) -> Duration? {
+    guard let deadline else { return timeout }
+    let left = deadline - ContinuousClock.now
+    guard left > .zero else { throw ReplayError(.timeout, "\(what()): the call's deadline passed") }
+    return timeout.map { Swift.min($0, left) } ?? left
+}
+
+/// The deadline a call's `grpc-timeout` header sets, counted from now (nil without one, or
+/// when it is malformed: gRPC's own executor rejects those). Format: 1-8 digits and a unit,
+/// H, M, S, m (ms), u (µs) or n (ns).
+public func callDeadline(_ metadata: Metadata) -> ContinuousClock.Instant? {
+    guard let value = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }),
+          let unit = value.last, value.count >= 2, value.count <= 9,
+          let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
+    let d: Duration
+    switch unit {
+    case "H": d = .seconds(amount * 3600)
+    case "M": d = .seconds(amount * 60)
+    case "S": d = .seconds(amount)
+    case "m": d = .milliseconds(amount)
+    case "u": d = .microseconds(amount)
+    case "n": d = .nanoseconds(amount)
+    default: return nil
+    }
+    return ContinuousClock.now + d
+}
+
 func wireTimeout(_ ms: Int64, _ what: String) throws(ReplayError) -> Duration? {
     guard ms >= 0 else { throw ReplayError(.invalidArgument, "\(what): timeout_ms \(ms) must be >= 0 (0 waits forever)") }
     return ms == 0 ? nil : .milliseconds(ms)

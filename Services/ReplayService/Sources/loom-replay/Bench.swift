@@ -12,7 +12,7 @@ import TensorCore
 /// Rows, for each payload and each selector used as the sampler (remover FIFO, MinSize(1)):
 /// `insert` (items/s through the streaming `TrajectoryWriter`, one step per item, counted
 /// from the server's confirmation at the end of the stream), `sample_b1` (samples/s consumed
-/// one at a time through `ReplaySamples`: 256 samples in flight on 2 Sample calls, responses
+/// one at a time through `ReplaySamples`: 256 samples in flight on 2 SampleStream calls, responses
 /// of up to 64 items) and `sample_b256` (samples/s in batches of 256, 2 streams in flight;
 /// frames come in responses of 64 joined on the client).
 /// Plus `ratio4` per payload: a SampleToInsertRatio(4) table with one inserter and one
@@ -48,7 +48,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("b1-in-flight"), help: "sample_b1: samples requested ahead of the consumer, at most (Reverb's side: 256).")
     var b1InFlight: Int = 256
 
-    @Option(name: .customLong("b1-workers"), help: "sample_b1: concurrent Sample calls.")
+    @Option(name: .customLong("b1-workers"), help: "sample_b1: SampleStream calls (one per worker).")
     var b1Workers: Int = 2
 
     @Option(name: .customLong("b1-flexible-batch"), help: "sample_b1: items per response message.")
@@ -73,6 +73,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        tuneMallocForLargeMessages()
         let exe = server ?? selfExecutable()
         let rows = Set(list(metrics))
         let outHandle: FileHandle? = try out.map { path in
@@ -180,7 +181,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// `sample_b1`: samples/s consumed one at a time (`ReplaySamples.Iterator.next()`, one
-    /// sample per call) over `seconds`, with `b1Workers` Sample calls and at most
+    /// sample per call) over `seconds`, with `b1Workers` SampleStream calls and at most
     /// `b1InFlight` samples requested ahead of the consumer, responses of up to
     /// `b1FlexibleBatch` items. Like Reverb's side: its client sampler with 256 samples in
     /// flight, `GetNextTrajectory()` once per sample, the clock read every 16 samples.

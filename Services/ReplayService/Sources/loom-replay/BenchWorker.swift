@@ -19,6 +19,7 @@ struct BenchWorker: AsyncParsableCommand {
     @Option var seconds: Double = 10
 
     func run() async throws {
+        tuneMallocForLargeMessages()
         guard let payload = BenchPayload(name: payload) else { throw ValidationError("--payload \(self.payload): unknown") }
         let client = try ReplayClient(port: port)
         let clock = ContinuousClock()

@@ -54,6 +54,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        tuneMallocForLargeMessages()
         let tables: [TableConfig]
         do {
             tables = try TableConfigFile.load(path: config)

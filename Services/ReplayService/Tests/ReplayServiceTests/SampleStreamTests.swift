@@ -74,6 +74,36 @@ final class SampleStreamTests: XCTestCase {
         XCTAssertEqual(try SampleWire.decode([UInt8](), table: "t").count, 0)
     }
 
+    /// Small items of one response decode into views of one shared tensor per column, with
+    /// each item's own rows, lengths and values (trajectories of 1-3 steps); a response
+    /// with one item over the shared-column limit decodes every item on its own storage,
+    /// with the same values.
+    func testSampleWireSharedColumnsForSmallItems() throws {
+        func sample(_ key: UInt64, steps: Int, width: Int) throws -> ReplaySample {
+            let values = (0..<(steps * width)).map { Float(key) * 100 + Float($0) }
+            let chunk = try Chunk(key: key, columns: [try Tensor(values, shape: [steps, width]),
+                                                     try Tensor((0..<steps).map { Int32(key) * 10 + Int32($0) }, shape: [steps])])
+            return ReplaySample(item: ReplayItem(key: key, table: "t", priority: 1, chunks: [chunk]),
+                                info: SampleInfo(key: key, probability: 0.5, tableSize: 9, priority: 1, timesSampled: 1))
+        }
+        for width in [4, 2000] {  // 2000 floats = 8000 bytes per step: over the limit
+            let samples = try (1...5).map { try sample(UInt64($0), steps: $0 % 3 + 1, width: width) }
+            let wire: [UInt8] = SampleWire.encode(samples)
+            let decoded = try SampleWire.decode(wire, table: "t")
+            XCTAssertEqual(decoded.count, 5)
+            for (d, s) in zip(decoded, samples) {
+                XCTAssertEqual(d.info, s.info)
+                XCTAssertEqual(d.item.length, s.item.length)
+                for c in 0..<2 {
+                    XCTAssertEqual(d.item.column(c).shape, s.item.column(c).shape, "width \(width) key \(s.info.key) column \(c)")
+                    XCTAssertEqual(bytes(d.item.column(c)), bytes(s.item.column(c)), "width \(width) key \(s.info.key) column \(c)")
+                }
+            }
+            let storages = Set(decoded.map { ObjectIdentifier($0.item.chunks[0].columns[0].storageBlock) })
+            XCTAssertEqual(storages.count, width == 4 ? 1 : 5, "width \(width)")
+        }
+    }
+
     /// Fields a conforming encoder may send differently (unpacked shape, reordered fields,
     /// unknown fields) decode; truncated or inconsistent bytes throw `.invalidArgument`.
     func testSampleWireDecoderToleranceAndErrors() throws {

@@ -48,6 +48,19 @@ public enum Loom_Replay_ReplayService: Sendable {
                 type: .clientStreaming
             )
         }
+        /// Namespace for "InsertStream" metadata.
+        public enum InsertStream: Sendable {
+            /// Request type for "InsertStream".
+            public typealias Input = Loom_Replay_InsertRequest
+            /// Response type for "InsertStream".
+            public typealias Output = Loom_Replay_InsertConfirmation
+            /// Descriptor for "InsertStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "loom.replay.ReplayService"),
+                method: "InsertStream",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Namespace for "Sample" metadata.
         public enum Sample: Sendable {
             /// Request type for "Sample".
@@ -59,6 +72,19 @@ public enum Loom_Replay_ReplayService: Sendable {
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "loom.replay.ReplayService"),
                 method: "Sample",
                 type: .serverStreaming
+            )
+        }
+        /// Namespace for "SampleStream" metadata.
+        public enum SampleStream: Sendable {
+            /// Request type for "SampleStream".
+            public typealias Input = Loom_Replay_SampleRequest
+            /// Response type for "SampleStream".
+            public typealias Output = Loom_Replay_SampleResponse
+            /// Descriptor for "SampleStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "loom.replay.ReplayService"),
+                method: "SampleStream",
+                type: .bidirectionalStreaming
             )
         }
         /// Namespace for "MutatePriorities" metadata.
@@ -116,7 +142,9 @@ public enum Loom_Replay_ReplayService: Sendable {
         /// Descriptors for all methods in the "loom.replay.ReplayService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Insert.descriptor,
+            InsertStream.descriptor,
             Sample.descriptor,
+            SampleStream.descriptor,
             MutatePriorities.descriptor,
             Reset.descriptor,
             ServerInfo.descriptor,
@@ -165,6 +193,26 @@ extension Loom_Replay_ReplayService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_InsertResponse>
 
+        /// Handle the "InsertStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Like Insert, but the server confirms the items of each request message by key as
+        /// > soon as they are inserted (a writer's flush waits for its items without ending the
+        /// > call). An error ends the call; items confirmed before it are in their tables.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Loom_Replay_InsertRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Loom_Replay_InsertConfirmation` messages.
+        func insertStream(
+            request: GRPCCore.StreamingServerRequest<Loom_Replay_InsertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_InsertConfirmation>
+
         /// Handle the "Sample" method.
         ///
         /// > Source IDL Documentation:
@@ -179,6 +227,28 @@ extension Loom_Replay_ReplayService {
         ///     to an internal error.
         /// - Returns: A streaming response of `Loom_Replay_SampleResponse` messages.
         func sample(
+            request: GRPCCore.StreamingServerRequest<Loom_Replay_SampleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse>
+
+        /// Handle the "SampleStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+        /// > more items of its table; the server serves the requests in order on the same call,
+        /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+        /// > once the client has closed its side and every request is answered. Errors end the
+        /// > call with the same statuses as Sample.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Loom_Replay_SampleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Loom_Replay_SampleResponse` messages.
+        func sampleStream(
             request: GRPCCore.StreamingServerRequest<Loom_Replay_SampleRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse>
@@ -282,6 +352,26 @@ extension Loom_Replay_ReplayService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Loom_Replay_InsertResponse>
 
+        /// Handle the "InsertStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Like Insert, but the server confirms the items of each request message by key as
+        /// > soon as they are inserted (a writer's flush waits for its items without ending the
+        /// > call). An error ends the call; items confirmed before it are in their tables.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Loom_Replay_InsertRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Loom_Replay_InsertConfirmation` messages.
+        func insertStream(
+            request: GRPCCore.StreamingServerRequest<Loom_Replay_InsertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_InsertConfirmation>
+
         /// Handle the "Sample" method.
         ///
         /// > Source IDL Documentation:
@@ -297,6 +387,28 @@ extension Loom_Replay_ReplayService {
         /// - Returns: A streaming response of `Loom_Replay_SampleResponse` messages.
         func sample(
             request: GRPCCore.ServerRequest<Loom_Replay_SampleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse>
+
+        /// Handle the "SampleStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+        /// > more items of its table; the server serves the requests in order on the same call,
+        /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+        /// > once the client has closed its side and every request is answered. Errors end the
+        /// > call with the same statuses as Sample.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Loom_Replay_SampleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Loom_Replay_SampleResponse` messages.
+        func sampleStream(
+            request: GRPCCore.StreamingServerRequest<Loom_Replay_SampleRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse>
 
@@ -397,6 +509,27 @@ extension Loom_Replay_ReplayService {
             context: GRPCCore.ServerContext
         ) async throws -> Loom_Replay_InsertResponse
 
+        /// Handle the "InsertStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Like Insert, but the server confirms the items of each request message by key as
+        /// > soon as they are inserted (a writer's flush waits for its items without ending the
+        /// > call). An error ends the call; items confirmed before it are in their tables.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Loom_Replay_InsertRequest` messages.
+        ///   - response: A response stream of `Loom_Replay_InsertConfirmation` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func insertStream(
+            request: GRPCCore.RPCAsyncSequence<Loom_Replay_InsertRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Loom_Replay_InsertConfirmation>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "Sample" method.
         ///
         /// > Source IDL Documentation:
@@ -412,6 +545,29 @@ extension Loom_Replay_ReplayService {
         ///     to an internal error.
         func sample(
             request: Loom_Replay_SampleRequest,
+            response: GRPCCore.RPCWriter<Loom_Replay_SampleResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
+        /// Handle the "SampleStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+        /// > more items of its table; the server serves the requests in order on the same call,
+        /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+        /// > once the client has closed its side and every request is answered. Errors end the
+        /// > call with the same statuses as Sample.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Loom_Replay_SampleRequest` messages.
+        ///   - response: A response stream of `Loom_Replay_SampleResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func sampleStream(
+            request: GRPCCore.RPCAsyncSequence<Loom_Replay_SampleRequest, any Swift.Error>,
             response: GRPCCore.RPCWriter<Loom_Replay_SampleResponse>,
             context: GRPCCore.ServerContext
         ) async throws
@@ -506,11 +662,33 @@ extension Loom_Replay_ReplayService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Loom_Replay_ReplayService.Method.InsertStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_InsertRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_InsertConfirmation>(),
+            handler: { request, context in
+                try await self.insertStream(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Loom_Replay_ReplayService.Method.Sample.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_SampleRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_SampleResponse>(),
             handler: { request, context in
                 try await self.sample(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Loom_Replay_ReplayService.Method.SampleStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_SampleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_SampleResponse>(),
+            handler: { request, context in
+                try await self.sampleStream(
                     request: request,
                     context: context
                 )
@@ -649,6 +827,23 @@ extension Loom_Replay_ReplayService.SimpleServiceProtocol {
         )
     }
 
+    public func insertStream(
+        request: GRPCCore.StreamingServerRequest<Loom_Replay_InsertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_InsertConfirmation> {
+        return GRPCCore.StreamingServerResponse<Loom_Replay_InsertConfirmation>(
+            metadata: [:],
+            producer: { writer in
+                try await self.insertStream(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
     public func sample(
         request: GRPCCore.ServerRequest<Loom_Replay_SampleRequest>,
         context: GRPCCore.ServerContext
@@ -658,6 +853,23 @@ extension Loom_Replay_ReplayService.SimpleServiceProtocol {
             producer: { writer in
                 try await self.sample(
                     request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func sampleStream(
+        request: GRPCCore.StreamingServerRequest<Loom_Replay_SampleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse> {
+        return GRPCCore.StreamingServerResponse<Loom_Replay_SampleResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.sampleStream(
+                    request: request.messages,
                     response: writer,
                     context: context
                 )
@@ -751,6 +963,31 @@ extension Loom_Replay_ReplayService {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Loom_Replay_InsertResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "InsertStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Like Insert, but the server confirms the items of each request message by key as
+        /// > soon as they are inserted (a writer's flush waits for its items without ending the
+        /// > call). An error ends the call; items confirmed before it are in their tables.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Loom_Replay_InsertRequest` messages.
+        ///   - serializer: A serializer for `Loom_Replay_InsertRequest` messages.
+        ///   - deserializer: A deserializer for `Loom_Replay_InsertConfirmation` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func insertStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Loom_Replay_InsertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Loom_Replay_InsertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Loom_Replay_InsertConfirmation>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_InsertConfirmation>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "Sample" method.
         ///
         /// > Source IDL Documentation:
@@ -768,6 +1005,33 @@ extension Loom_Replay_ReplayService {
         /// - Returns: The result of `handleResponse`.
         func sample<Result>(
             request: GRPCCore.ClientRequest<Loom_Replay_SampleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Loom_Replay_SampleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Loom_Replay_SampleResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_SampleResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SampleStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+        /// > more items of its table; the server serves the requests in order on the same call,
+        /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+        /// > once the client has closed its side and every request is answered. Errors end the
+        /// > call with the same statuses as Sample.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Loom_Replay_SampleRequest` messages.
+        ///   - serializer: A serializer for `Loom_Replay_SampleRequest` messages.
+        ///   - deserializer: A deserializer for `Loom_Replay_SampleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func sampleStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Loom_Replay_SampleRequest>,
             serializer: some GRPCCore.MessageSerializer<Loom_Replay_SampleRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Loom_Replay_SampleResponse>,
             options: GRPCCore.CallOptions,
@@ -917,6 +1181,40 @@ extension Loom_Replay_ReplayService {
             )
         }
 
+        /// Call the "InsertStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Like Insert, but the server confirms the items of each request message by key as
+        /// > soon as they are inserted (a writer's flush waits for its items without ending the
+        /// > call). An error ends the call; items confirmed before it are in their tables.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Loom_Replay_InsertRequest` messages.
+        ///   - serializer: A serializer for `Loom_Replay_InsertRequest` messages.
+        ///   - deserializer: A deserializer for `Loom_Replay_InsertConfirmation` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func insertStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Loom_Replay_InsertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Loom_Replay_InsertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Loom_Replay_InsertConfirmation>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_InsertConfirmation>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Loom_Replay_ReplayService.Method.InsertStream.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "Sample" method.
         ///
         /// > Source IDL Documentation:
@@ -942,6 +1240,42 @@ extension Loom_Replay_ReplayService {
             try await self.client.serverStreaming(
                 request: request,
                 descriptor: Loom_Replay_ReplayService.Method.Sample.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SampleStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+        /// > more items of its table; the server serves the requests in order on the same call,
+        /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+        /// > once the client has closed its side and every request is answered. Errors end the
+        /// > call with the same statuses as Sample.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Loom_Replay_SampleRequest` messages.
+        ///   - serializer: A serializer for `Loom_Replay_SampleRequest` messages.
+        ///   - deserializer: A deserializer for `Loom_Replay_SampleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func sampleStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Loom_Replay_SampleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Loom_Replay_SampleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Loom_Replay_SampleResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_SampleResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Loom_Replay_ReplayService.Method.SampleStream.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1119,6 +1453,35 @@ extension Loom_Replay_ReplayService.ClientProtocol {
         )
     }
 
+    /// Call the "InsertStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Like Insert, but the server confirms the items of each request message by key as
+    /// > soon as they are inserted (a writer's flush waits for its items without ending the
+    /// > call). An error ends the call; items confirmed before it are in their tables.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Loom_Replay_InsertRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func insertStream<Result>(
+        request: GRPCCore.StreamingClientRequest<Loom_Replay_InsertRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_InsertConfirmation>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.insertStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_InsertRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_InsertConfirmation>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Sample" method.
     ///
     /// > Source IDL Documentation:
@@ -1138,6 +1501,37 @@ extension Loom_Replay_ReplayService.ClientProtocol {
         onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_SampleResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
         try await self.sample(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_SampleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_SampleResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SampleStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+    /// > more items of its table; the server serves the requests in order on the same call,
+    /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+    /// > once the client has closed its side and every request is answered. Errors end the
+    /// > call with the same statuses as Sample.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Loom_Replay_SampleRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sampleStream<Result>(
+        request: GRPCCore.StreamingClientRequest<Loom_Replay_SampleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_SampleResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.sampleStream(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Loom_Replay_SampleRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Loom_Replay_SampleResponse>(),
@@ -1300,6 +1694,40 @@ extension Loom_Replay_ReplayService.ClientProtocol {
         )
     }
 
+    /// Call the "InsertStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Like Insert, but the server confirms the items of each request message by key as
+    /// > soon as they are inserted (a writer's flush waits for its items without ending the
+    /// > call). An error ends the call; items confirmed before it are in their tables.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func insertStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Loom_Replay_InsertRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_InsertConfirmation>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Loom_Replay_InsertRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.insertStream(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Sample" method.
     ///
     /// > Source IDL Documentation:
@@ -1325,6 +1753,42 @@ extension Loom_Replay_ReplayService.ClientProtocol {
             metadata: metadata
         )
         return try await self.sample(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SampleStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One long-lived sampling stream (Reverb's model): each request asks for num_samples
+    /// > more items of its table; the server serves the requests in order on the same call,
+    /// > in flexible batches of up to the request's flexible_batch_size, and ends the call
+    /// > once the client has closed its side and every request is answered. Errors end the
+    /// > call with the same statuses as Sample.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func sampleStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Loom_Replay_SampleRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Loom_Replay_SampleResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Loom_Replay_SampleRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.sampleStream(
             request: request,
             options: options,
             onResponse: handleResponse

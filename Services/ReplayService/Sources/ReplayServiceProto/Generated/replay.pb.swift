@@ -195,6 +195,20 @@ public nonisolated struct Loom_Replay_InsertResponse: Sendable {
   public init() {}
 }
 
+/// The items of one InsertRequest of an InsertStream call that are now in their tables,
+/// by key, in insertion order (sent once the message's last item is in).
+public nonisolated struct Loom_Replay_InsertConfirmation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keys: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Asks for num_samples items of a table, returned in batches of up to
 /// flexible_batch_size (at least one item per batch).
 public nonisolated struct Loom_Replay_SampleRequest: Sendable {
@@ -623,6 +637,36 @@ nonisolated extension Loom_Replay_InsertResponse: SwiftProtobuf.Message, SwiftPr
 
   public static func ==(lhs: Loom_Replay_InsertResponse, rhs: Loom_Replay_InsertResponse) -> Bool {
     if lhs.itemsInserted != rhs.itemsInserted {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Loom_Replay_InsertConfirmation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InsertConfirmation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keys.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.keys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Loom_Replay_InsertConfirmation, rhs: Loom_Replay_InsertConfirmation) -> Bool {
+    if lhs.keys != rhs.keys {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
