@@ -92,6 +92,11 @@ public func maxPool2dForward<T: BinaryFloatingPoint>(
     _ input: UnsafePointer<T>, planes: Int, geometry g: Pool2dGeometry,
     _ output: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>
 ) {
+    if g.kernelH == 2 && g.kernelW == 2 && g.strideH == 2 && g.strideW == 2 && g.padH == 0 && g.padW == 0
+        && 2 * g.outH <= g.height && 2 * g.outW <= g.width {
+        maxPool2x2Forward(input, planes: planes, geometry: g, output, indices: indices)
+        return
+    }
     parallelChunks(count: planes, grain: poolGrain(g)) { range in
         let W = g.width, OW = g.outW, sw = g.strideW
         for p in range {
@@ -118,6 +123,42 @@ public func maxPool2dForward<T: BinaryFloatingPoint>(
                             idx[ow] = take ? base + Int64(ow * sw) : idx[ow]
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// `maxPool2dForward` for the common 2x2 window with stride 2 and no padding (every window
+/// whole): each output reads its four inputs once, in the same order and with the same
+/// NaN and tie rules as the general loop (which re-reads and re-writes the output row per
+/// window element).
+@inlinable
+func maxPool2x2Forward<T: BinaryFloatingPoint>(
+    _ input: UnsafePointer<T>, planes: Int, geometry g: Pool2dGeometry,
+    _ output: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int64>
+) {
+    parallelChunks(count: planes, grain: poolGrain(g)) { range in
+        let W = g.width, OW = g.outW
+        for p in range {
+            let src = input + p * g.inputPlane
+            for oh in 0..<g.outH {
+                let r0 = src + 2 * oh * W, r1 = r0 + W
+                let dst = output + p * g.outputPlane + oh * OW
+                let idx = indices + p * g.outputPlane + oh * OW
+                let base = Int64(2 * oh * W)
+                for ow in 0..<OW {
+                    let c = 2 * ow
+                    // The first element starts the window (a -inf start would keep it too).
+                    var best = r0[c], at = base + Int64(c)
+                    var v = r0[c + 1]
+                    if v > best || v.isNaN { best = v; at = base + Int64(c + 1) }
+                    v = r1[c]
+                    if v > best || v.isNaN { best = v; at = base + Int64(W + c) }
+                    v = r1[c + 1]
+                    if v > best || v.isNaN { best = v; at = base + Int64(W + c + 1) }
+                    dst[ow] = best
+                    idx[ow] = at
                 }
             }
         }

@@ -112,6 +112,10 @@ final class PoolingTests: XCTestCase {
         PoolCase(planes: 0, h: 4, w: 4, kernel: (2, 2), stride: (2, 2)),
         PoolCase(planes: 5, h: 5, w: 5, kernel: (5, 5), stride: (5, 5)),                          // global pooling
         PoolCase(planes: 64, h: 32, w: 32, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),      // parallel path
+        // 2x2 stride 2 without padding: its own loop (odd sizes drop the last row/column).
+        PoolCase(planes: 3, h: 5, w: 7, kernel: (2, 2), stride: (2, 2)),
+        PoolCase(planes: 64, h: 28, w: 28, kernel: (2, 2), stride: (2, 2)),
+        PoolCase(planes: 2, h: 5, w: 5, kernel: (2, 2), stride: (2, 2), ceilMode: true),             // partial windows: general loop
     ]
 
     /// Runs `body` with base addresses of `x` (plus one spare element, so empty inputs work).
@@ -179,6 +183,19 @@ final class PoolingTests: XCTestCase {
         maxPool2dForward(nanFirst, planes: 1, geometry: g, &y, indices: &idx)
         XCTAssertTrue(y[0].isNaN)
         XCTAssertEqual(idx[0], 0)
+
+        // Ties and NaN later in a 2x2 window: the last NaN wins, as in the general loop.
+        var twoNaN = ones
+        twoNaN[1] = .nan
+        twoNaN[4] = .nan
+        maxPool2dForward(twoNaN, planes: 1, geometry: g, &y, indices: &idx)
+        XCTAssertTrue(y[0].isNaN)
+        XCTAssertEqual(idx[0], 4)
+        var allNegInf = [Float](repeating: -.infinity, count: 16)
+        allNegInf[15] = 2
+        maxPool2dForward(allNegInf, planes: 1, geometry: g, &y, indices: &idx)
+        XCTAssertEqual(y, [-.infinity, -.infinity, -.infinity, 2])
+        XCTAssertEqual(idx, [0, 2, 8, 15])
 
         // All -inf (with padding): the value is -inf and the index a real element.
         let gp = Pool2dGeometry(height: 2, width: 2, kernel: (3, 3), stride: (1, 1), padding: (1, 1))
