@@ -42,7 +42,10 @@ public enum Conv2dDirect {
     }
 
     /// Whether `.auto` picks it: few output channels and a short reduction, where the GEMM
-    /// is thin (measured with `loom bench --filter conv2d`; see BENCHMARKS.md).
+    /// is thin. Measured faster (`loom bench --filter conv2d --conv-direct always|never`,
+    /// BENCHMARKS.md) on LeNet's, convnet-bn's 32-channel and DeepConvNet's layers; the
+    /// 64-channel and 1024-row bounds extrapolate from those (convnet-bn's 64-channel layers
+    /// are inside them; AlexNet's 256/384-channel layers are not).
     @inlinable
     public static func preferred(_ g: Conv2dGeometry, outChannels: Int, groups: Int) -> Bool {
         applies(g, groups: groups) && outChannels <= 64 && g.colRows <= 1024
