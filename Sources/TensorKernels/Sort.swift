@@ -24,25 +24,27 @@ public func sortPrecedes<T: BinaryFloatingPoint>(_ a: (T, Int), _ b: (T, Int), d
 /// last, or (with `descending`) descending with NaN first. -0.0 and +0.0 get one key.
 @inlinable @inline(__always)
 public func floatSortKey(_ x: Float, descending: Bool) -> UInt32 {
-    var key: UInt32
-    if x.isNaN {
-        key = .max
-    } else {
-        let bits = x == 0 ? 0 : x.bitPattern
-        key = bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000
-    }
-    return descending ? ~key : key
+    orderedSortKey(bits: x.bitPattern, isNaN: x.isNaN, isZero: x == 0, descending: descending)
 }
 
 /// A UInt64 whose unsigned order is the sort order of Double values (see `floatSortKey`).
 @inlinable @inline(__always)
 public func doubleSortKey(_ x: Double, descending: Bool) -> UInt64 {
-    var key: UInt64
-    if x.isNaN {
+    orderedSortKey(bits: x.bitPattern, isNaN: x.isNaN, isZero: x == 0, descending: descending)
+}
+
+/// The IEEE bit pattern `bits` made order-preserving as an unsigned integer: negative
+/// values have every bit flipped, others the sign bit set; NaN is the largest key and both
+/// zeros share one (then all bits flipped for `descending`).
+@inlinable @inline(__always)
+func orderedSortKey<K: FixedWidthInteger & UnsignedInteger>(bits: K, isNaN: Bool, isZero: Bool, descending: Bool) -> K {
+    let sign = K(1) << (K.bitWidth - 1)
+    var key: K
+    if isNaN {
         key = .max
     } else {
-        let bits = x == 0 ? 0 : x.bitPattern
-        key = bits & (1 << 63) != 0 ? ~bits : bits | (1 << 63)
+        let b = isZero ? 0 : bits
+        key = b & sign != 0 ? ~b : b | sign
     }
     return descending ? ~key : key
 }

@@ -30,16 +30,7 @@ final class ReduceParallelTests: XCTestCase {
     }
 
     static func run<C: ReduceCombiner>(_ v: FloatView, _ flags: [Bool], _ c: C.Type) -> [Float] where C.Element == Float {
-        var keep = v.shape
-        for d in 0..<keep.count where flags[d] { keep[d] = 1 }
-        var out = [Float](repeating: C.identity, count: elementCount(keep))
-        v.buffer.withUnsafeBufferPointer { b in
-            out.withUnsafeMutableBufferPointer { o in
-                reduceStrided(b.baseAddress!, shape: v.shape, srcStrides: v.strides, srcOffset: v.offset, reduced: flags,
-                              o.baseAddress!, c)
-            }
-        }
-        return out
+        ReduceTests.runReduce(shape: v.shape, strides: v.strides, offset: v.offset, buffer: v.buffer, flags, c)
     }
 
     static func same(_ a: [Float], _ b: [Float]) -> Bool {

@@ -115,12 +115,18 @@ final class ReduceTests: XCTestCase {
     }
 
     static func runReduce<C: ReduceCombiner>(_ v: F.View, _ flags: [Bool], _ c: C.Type) -> [Double] where C.Element == Double {
-        var keep = v.shape
+        runReduce(shape: v.shape, strides: v.strides, offset: v.offset, buffer: v.buffer, flags, c)
+    }
+
+    /// `reduceStrided` over a strided view of `buffer`, into a fresh kept-shape output (any element type).
+    static func runReduce<C: ReduceCombiner>(shape: [Int], strides: [Int], offset: Int, buffer: [C.Element],
+                                             _ flags: [Bool], _ c: C.Type) -> [C.Element] {
+        var keep = shape
         for d in 0..<keep.count where flags[d] { keep[d] = 1 }
-        var out = [Double](repeating: C.identity, count: elementCount(keep))
-        v.buffer.withUnsafeBufferPointer { b in
+        var out = [C.Element](repeating: C.identity, count: elementCount(keep))
+        buffer.withUnsafeBufferPointer { b in
             out.withUnsafeMutableBufferPointer { o in
-                reduceStrided(b.baseAddress!, shape: v.shape, srcStrides: v.strides, srcOffset: v.offset, reduced: flags,
+                reduceStrided(b.baseAddress!, shape: shape, srcStrides: strides, srcOffset: offset, reduced: flags,
                               o.baseAddress!, c)
             }
         }
