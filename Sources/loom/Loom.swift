@@ -11,6 +11,13 @@ struct Loom: ParsableCommand {
         version: version,
         subcommands: [Train.self, Eval.self, Predict.self, Models_.self, Summary.self, Ops.self, Demo.self, Bench.self, TrainBench.self, NormPrecision.self, MemoryCommand.self, CheckpointBench.self, Launch.self, CollectivesCheckCommand.self, AllreduceBenchCommand.self, DDPCheckCommand.self, DDPBenchCommand.self, ReplayCommand.self]
     )
+
+    /// Large tensors come from the heap and are reused between steps instead of being
+    /// mapped and page-faulted in afresh each time (`SystemAllocator`).
+    static func main() {
+        SystemAllocator.keepLargeBlocksInHeap()
+        main(nil)
+    }
 }
 
 /// `loom ops`: the op catalogue with dtypes.
