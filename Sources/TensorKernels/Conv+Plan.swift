@@ -136,7 +136,8 @@ func conv2dWorkerWorkspace(geometry: Conv2dGeometry, outChannels: Int, groups: I
 /// workers' own scratch (see `Conv2dPlan`: `K·P` for one image per chunk, 0 if
 /// pointwise; `imagesPerChunk·(K + O/groups)·P` otherwise), plus one weight-gradient
 /// partial sum `O·K` for every worker after the first; at least one worker's scratch of
-/// the direct kernel when `Conv2dDirect.policy` chooses it for this layer.
+/// the direct kernels (forward, input and weight gradient) when `Conv2dDirect.policy`
+/// chooses them for this layer.
 @inlinable
 public func conv2dWorkspaceCount(geometry: Conv2dGeometry, outChannels: Int, groups: Int, plan: Conv2dPlan = Conv2dPlan()) -> Int {
     let worker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,
@@ -147,7 +148,8 @@ public func conv2dWorkspaceCount(geometry: Conv2dGeometry, outChannels: Int, gro
     // for the forward pass and for the input gradient.
     var count = gemm
     if conv2dDirectChosen(geometry, outChannels: outChannels, groups: groups) {
-        count = max(count, Conv2dDirect.workerScratch(geometry, outChannels: outChannels))
+        count = max(count, Conv2dDirect.workerScratch(geometry, outChannels: outChannels),
+                    Conv2dDirect.weightGradientScratch(geometry, outChannels: outChannels))
     }
     if let dg = conv2dDirectDataGradientGeometry(geometry, outChannels: outChannels, groups: groups) {
         count = max(count, conv2dDirectDataGradientScratch(geometry, dg, outChannels: outChannels))

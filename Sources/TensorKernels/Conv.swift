@@ -168,7 +168,7 @@ public func conv2dBackward<T: GemmScalar>(
     }
     // Stride-1 Float32 layers with few channels: the input gradient as a direct convolution
     // (ConvDirect.swift), before the weight gradient reuses the workspace.
-    var gradInput = gradInput
+    var gradInput = gradInput, gradWeight = gradWeight
     if T.self == Float.self, let gi = gradInput, let weight, let workspace,
        conv2dDirectDataGradientIfChosen(gradOutput: UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self),
                                         weight: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
@@ -178,6 +178,17 @@ public func conv2dBackward<T: GemmScalar>(
                                         workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
         gradInput = nil
         if gradWeight == nil { return }
+    }
+    // The weight gradient of the same layers as a direct reduction (no im2col, no packing).
+    if T.self == Float.self, let gw = gradWeight, let input, let workspace,
+       conv2dDirectWeightGradientIfChosen(input: UnsafeRawPointer(input).assumingMemoryBound(to: Float.self),
+                                          gradOutput: UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self),
+                                          gradWeight: UnsafeMutableRawPointer(gw).assumingMemoryBound(to: Float.self),
+                                          batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
+                                          workspace: UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self),
+                                          workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
+        if gradInput == nil { return }
+        gradWeight = nil
     }
     let workers = max(1, min(plan.threads, batch))
     let perWorker = conv2dWorkerWorkspace(geometry: geometry, outChannels: outChannels, groups: groups,

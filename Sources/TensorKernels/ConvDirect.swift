@@ -30,6 +30,11 @@ public enum Conv2dDirect {
     /// The policy `conv2dForward` follows (default `.auto`). Set before kernels run.
     nonisolated(unsafe) public static var policy: Conv2dDirectPolicy = .auto
 
+    /// Whether layers the policy chooses also take their weight gradient from the direct
+    /// kernel (default true); false: im2col + GEMM, for comparison
+    /// (`loom bench|train-bench --no-direct-weight-gradient`). Set before kernels run.
+    nonisolated(unsafe) public static var weightGradient = true
+
     /// Output channels computed together (registers per pixel run).
     @usableFromInline static let channelBlock = 4
     /// Flat output positions computed together: three 8-lane vectors.
@@ -97,9 +102,13 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
             }
         }
     }
-    // Tap offsets on the padded plane.
-    var offsets = [Int](repeating: 0, count: taps)
-    for i in 0..<g.kernelH { for j in 0..<g.kernelW { offsets[i * g.kernelW + j] = i * g.dilationH * l.wp + j * g.dilationW } }
+    // Offsets of every (channel, tap) entry on the padded planes, in weight order.
+    var offsets = [Int](repeating: 0, count: K)
+    for c in 0..<C {
+        for i in 0..<g.kernelH {
+            for j in 0..<g.kernelW { offsets[c * taps + i * g.kernelW + j] = c * l.plane + i * g.dilationH * l.wp + j * g.dilationW }
+        }
+    }
     let HW = g.height * g.width, OHW = g.outH * g.outW, rowLen = l.runs * R
     offsets.withUnsafeBufferPointer { offs in
         for n in images {
@@ -116,7 +125,7 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
             // every channel) stays in L1 while all blocks use it.
             for r in 0..<l.runs {
                 for b in 0..<blocks {
-                    conv2dDirectRun(padded + r * R, planeStride: l.plane, channels: C, offsets: offs.baseAddress!, taps: taps,
+                    conv2dDirectRun(padded + r * R, offsets: offs.baseAddress!, entries: K,
                                     weights: packed + b * K * CB, results: results + b * CB * rowLen + r * R, resultStride: rowLen)
                 }
             }
@@ -134,12 +143,14 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
     }
 }
 
-/// One run of 24 flat positions for 4 output channels: Σ over channels and taps of
-/// weight · input, into `results + j·resultStride` for channel j of the block.
-/// Not inlined: inside the caller's loops the compiler spilled accumulators to the stack
-/// (measured 2x slower); on its own all twelve stay in registers.
+/// One run of 24 flat positions for 4 output channels: Σ over the (channel, tap) entries k
+/// of weight · x[offsets[k] + position], into `results + j·resultStride` for channel j of
+/// the block. Not inlined: inside the caller's loops the compiler spilled accumulators to
+/// the stack (measured 2x slower); on its own all twelve stay in registers. One flat loop
+/// over the entries: a loop over channels around a loop over taps made the compiler move
+/// the accumulators through the stack at every channel.
 @usableFromInline @inline(never)
-func conv2dDirectRun(_ x: UnsafeMutablePointer<Float>, planeStride: Int, channels: Int, offsets: UnsafePointer<Int>, taps: Int,
+func conv2dDirectRun(_ x: UnsafeMutablePointer<Float>, offsets: UnsafePointer<Int>, entries: Int,
                      weights: UnsafeMutablePointer<Float>, results: UnsafeMutablePointer<Float>, resultStride: Int) {
     @inline(__always) func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
@@ -149,20 +160,18 @@ func conv2dDirectRun(_ x: UnsafeMutablePointer<Float>, planeStride: Int, channel
     var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
     var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>()
     var w = weights
-    var plane = x
-    for _ in 0..<channels {
-        for t in 0..<taps {
-            let p = plane + offsets[t]
-            let x0 = load(p), x1 = load(p + 8), x2 = load(p + 16)
-            let w0 = SIMD8<Float>(repeating: w[0]), w1 = SIMD8<Float>(repeating: w[1])
-            let w2 = SIMD8<Float>(repeating: w[2]), w3 = SIMD8<Float>(repeating: w[3])
-            a00.addProduct(w0, x0); a01.addProduct(w0, x1); a02.addProduct(w0, x2)
-            a10.addProduct(w1, x0); a11.addProduct(w1, x1); a12.addProduct(w1, x2)
-            a20.addProduct(w2, x0); a21.addProduct(w2, x1); a22.addProduct(w2, x2)
-            a30.addProduct(w3, x0); a31.addProduct(w3, x1); a32.addProduct(w3, x2)
-            w += 4
-        }
-        plane += planeStride
+    var k = 0
+    while k < entries {
+        let p = x + offsets[k]
+        let x0 = load(p), x1 = load(p + 8), x2 = load(p + 16)
+        let w0 = SIMD8<Float>(repeating: w[0]), w1 = SIMD8<Float>(repeating: w[1])
+        let w2 = SIMD8<Float>(repeating: w[2]), w3 = SIMD8<Float>(repeating: w[3])
+        a00.addProduct(w0, x0); a01.addProduct(w0, x1); a02.addProduct(w0, x2)
+        a10.addProduct(w1, x0); a11.addProduct(w1, x1); a12.addProduct(w1, x2)
+        a20.addProduct(w2, x0); a21.addProduct(w2, x1); a22.addProduct(w2, x2)
+        a30.addProduct(w3, x0); a31.addProduct(w3, x1); a32.addProduct(w3, x2)
+        w += 4
+        k &+= 1
     }
     @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
@@ -256,4 +265,230 @@ func conv2dDirectDataGradientIfChosen(gradOutput: UnsafePointer<Float>, weight: 
     return conv2dDirectForwardIfChosen(input: gradOutput, weight: flipped, bias: nil, output: gradInput, batch: batch,
                                        outChannels: C, groups: 1, geometry: dg, workspace: workspace + flippedCount,
                                        workspaceCount: workspaceCount - flippedCount)
+}
+
+// MARK: - Weight gradient as a direct reduction
+
+// dW[o, c, i, j] = Σ_n Σ_(oh, ow) dY[n, o, oh, ow] · Xpad[n, c, oh + i·dh, ow + j·dw]. On the
+// flat padded plane (see the top of this file) every kernel entry k = (c, i, j) is one
+// offset off(k) = c·plane + i·dh·Wp + j·dw, so dW[o, k] = Σ_(oh, ow) dY[o, oh, ow] ·
+// Xp[oh·Wp + ow + off(k)]: a product of [O x P] by a "shifted" [P x K] matrix that is never
+// built. No im2col matrix, no BLAS packing.
+//
+// Register blocking as in a GEMM micro-kernel, vectors along the output channels: the
+// output gradient is transposed per image to [P, O] (rows of O rounded up to 8), and a tile
+// of 16 channels x 6 entries sits in twelve AVX accumulators while the kernel runs over
+// positions: per position two aligned loads of dY and six broadcasts of X feed twelve fused
+// multiply-adds, and the sums stay in registers over a whole segment of rows (no horizontal
+// adds). Vectorising along positions instead (dY and X both as vectors, sums reduced
+// across lanes at the end) measured slower: one of the two operands is then read at an
+// arbitrary offset, and loads that cross a cache line cost two. Segments of rows keep the
+// tile's dY block (at most ~256 positions x 64 bytes) in L1 while every entry reads it.
+
+extension Conv2dDirect {
+    /// Positions per segment of the weight-gradient reduction (whole rows, at least one).
+    @usableFromInline static let weightSegment = 256
+
+    /// Kernel entries per weight-gradient tile: 6 for a 16-channel tile, 12 for an 8-channel one.
+    @usableFromInline static let weightEntries = 12
+
+    /// Scratch elements one worker of the direct weight gradient needs: its transposed
+    /// weight-gradient sum `[K rounded up to 12, O rounded up to 8]`, the padded image, the
+    /// transposed output gradient `[outH·outW, O rounded up to 8]` and 16 elements of
+    /// alignment slack.
+    @inlinable
+    public static func weightGradientScratch(_ g: Conv2dGeometry, outChannels: Int) -> Int {
+        let l = Layout(g, outChannels: outChannels)
+        let oPad = (outChannels + 7) / 8 * 8, kPad = (g.colRows + weightEntries - 1) / weightEntries * weightEntries
+        return kPad * oPad + g.channels * l.plane + g.outH * g.outW * oPad + 16
+    }
+}
+
+/// Rounds a Float pointer up to a 32-byte boundary.
+@inlinable
+func conv2dAlign32(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    let bytes = Int(bitPattern: p)
+    return p + ((32 - bytes % 32) % 32) / MemoryLayout<Float>.size
+}
+
+/// The weight gradient of the images `images`, Float32, groups 1, stride 1, summed into the
+/// transposed `sumsT` (`[kPad, oPad]`, 32-byte aligned, not cleared here). `scratch` holds
+/// the padded image and the transposed output gradient (see `weightGradientScratch`).
+@inlinable
+func conv2dDirectWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>, sumsT: UnsafeMutablePointer<Float>,
+                                images: Range<Int>, outChannels O: Int, geometry g: Conv2dGeometry,
+                                scratch: UnsafeMutablePointer<Float>) {
+    let l = Conv2dDirect.Layout(g, outChannels: O)
+    let C = g.channels, K = g.colRows, KE = Conv2dDirect.weightEntries
+    let oPad = (O + 7) / 8 * 8, kPad = (K + KE - 1) / KE * KE
+    let padded = scratch
+    let dyT = conv2dAlign32(padded + C * l.plane)
+    // Entry offsets on the padded planes; entries past K read offset 0 and are dropped.
+    var offsets = [Int](repeating: 0, count: kPad)
+    for c in 0..<C {
+        for i in 0..<g.kernelH {
+            for j in 0..<g.kernelW {
+                offsets[(c * g.kernelH + i) * g.kernelW + j] = c * l.plane + i * g.dilationH * l.wp + j * g.dilationW
+            }
+        }
+    }
+    let HW = g.height * g.width, OHW = g.outH * g.outW
+    let segmentRows = max(1, Conv2dDirect.weightSegment / max(g.outW, 1))
+    offsets.withUnsafeBufferPointer { offs in
+        for n in images {
+            let img = input + n * C * HW
+            for c in 0..<C {
+                let dst = padded + c * l.plane
+                dst.update(repeating: 0, count: l.plane)
+                for h in 0..<g.height {
+                    (dst + (h + g.padH) * l.wp + g.padW).update(from: img + c * HW + h * g.width, count: g.width)
+                }
+            }
+            // dY of this image as [position, channel], channels past O zero.
+            let dy = gradOutput + n * O * OHW
+            if oPad > O {
+                for p in 0..<OHW { (dyT + p * oPad + O).update(repeating: 0, count: oPad - O) }
+            }
+            transposeBand(dy, srcColStride: OHW, dyT, dstRowStride: oPad, rows: 0..<OHW, cols: O)
+            var r0 = 0
+            while r0 < g.outH {
+                let rows = r0..<min(g.outH, r0 + segmentRows)
+                var o0 = 0
+                while o0 < oPad {
+                    let wide = oPad - o0 >= 16
+                    let entries = wide ? 6 : 12
+                    var k0 = 0
+                    while k0 < kPad {
+                        let tile = UnsafePointer(dyT + r0 * g.outW * oPad + o0)
+                        if wide {
+                            conv2dDirectWeightTile16x6(tile, ldy: oPad, x: padded + r0 * l.wp, offsets: offs.baseAddress! + k0,
+                                                       rows: rows.count, outW: g.outW, wp: l.wp, sums: sumsT + k0 * oPad + o0, lds: oPad)
+                        } else {
+                            conv2dDirectWeightTile8x12(tile, ldy: oPad, x: padded + r0 * l.wp, offsets: offs.baseAddress! + k0,
+                                                       rows: rows.count, outW: g.outW, wp: l.wp, sums: sumsT + k0 * oPad + o0, lds: oPad)
+                        }
+                        k0 += entries
+                    }
+                    o0 += wide ? 16 : 8
+                }
+                r0 = rows.upperBound
+            }
+        }
+    }
+}
+
+@inline(__always) @usableFromInline
+func conv2dDirectLoad(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always) @usableFromInline
+func conv2dDirectAdd(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) + v, as: SIMD8<Float>.self)
+}
+
+/// sums[e·lds + v·8 ..< +8] += Σ_(r, w) dy[(r·outW + w)·ldy + v·8 ..< +8] · x[r·wp + w + offsets[e]]
+/// for 16 channels (v = 0, 1) and six entries e, over `rows` rows of `outW` positions. Not
+/// inlined, so that the twelve accumulators stay in registers (see `conv2dDirectRun`).
+@usableFromInline @inline(never)
+func conv2dDirectWeightTile16x6(_ dy: UnsafePointer<Float>, ldy: Int, x: UnsafePointer<Float>, offsets: UnsafePointer<Int>,
+                                rows: Int, outW: Int, wp: Int, sums: UnsafeMutablePointer<Float>, lds: Int) {
+    let p0 = x + offsets[0], p1 = x + offsets[1], p2 = x + offsets[2]
+    let p3 = x + offsets[3], p4 = x + offsets[4], p5 = x + offsets[5]
+    var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
+    var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a30 = SIMD8<Float>(), a31 = SIMD8<Float>()
+    var a40 = SIMD8<Float>(), a41 = SIMD8<Float>(), a50 = SIMD8<Float>(), a51 = SIMD8<Float>()
+    // One flat loop over the positions (nested loops made the compiler shuffle and spill
+    // the accumulators at the row boundary); `t` skips the padding columns at each row end.
+    var d = dy, t = 0, w = 0, left = rows * outW
+    while left > 0 {
+        let d0 = conv2dDirectLoad(d), d1 = conv2dDirectLoad(d + 8)
+        let b0 = SIMD8<Float>(repeating: p0[t]); a00.addProduct(d0, b0); a01.addProduct(d1, b0)
+        let b1 = SIMD8<Float>(repeating: p1[t]); a10.addProduct(d0, b1); a11.addProduct(d1, b1)
+        let b2 = SIMD8<Float>(repeating: p2[t]); a20.addProduct(d0, b2); a21.addProduct(d1, b2)
+        let b3 = SIMD8<Float>(repeating: p3[t]); a30.addProduct(d0, b3); a31.addProduct(d1, b3)
+        let b4 = SIMD8<Float>(repeating: p4[t]); a40.addProduct(d0, b4); a41.addProduct(d1, b4)
+        let b5 = SIMD8<Float>(repeating: p5[t]); a50.addProduct(d0, b5); a51.addProduct(d1, b5)
+        d += ldy
+        t &+= 1
+        w &+= 1
+        if w == outW { w = 0; t &+= wp &- outW }
+        left &-= 1
+    }
+    var s = sums
+    conv2dDirectAdd(a00, s); conv2dDirectAdd(a01, s + 8); s += lds
+    conv2dDirectAdd(a10, s); conv2dDirectAdd(a11, s + 8); s += lds
+    conv2dDirectAdd(a20, s); conv2dDirectAdd(a21, s + 8); s += lds
+    conv2dDirectAdd(a30, s); conv2dDirectAdd(a31, s + 8); s += lds
+    conv2dDirectAdd(a40, s); conv2dDirectAdd(a41, s + 8); s += lds
+    conv2dDirectAdd(a50, s); conv2dDirectAdd(a51, s + 8)
+}
+
+/// As `conv2dDirectWeightTile16x6` for 8 channels and twelve entries.
+@usableFromInline @inline(never)
+func conv2dDirectWeightTile8x12(_ dy: UnsafePointer<Float>, ldy: Int, x: UnsafePointer<Float>, offsets: UnsafePointer<Int>,
+                                rows: Int, outW: Int, wp: Int, sums: UnsafeMutablePointer<Float>, lds: Int) {
+    let p0 = x + offsets[0], p1 = x + offsets[1], p2 = x + offsets[2], p3 = x + offsets[3]
+    let p4 = x + offsets[4], p5 = x + offsets[5], p6 = x + offsets[6], p7 = x + offsets[7]
+    let p8 = x + offsets[8], p9 = x + offsets[9], p10 = x + offsets[10], p11 = x + offsets[11]
+    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+    var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+    var a8 = SIMD8<Float>(), a9 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
+    var d = dy, t = 0, w = 0, left = rows * outW
+    while left > 0 {
+        let v = conv2dDirectLoad(d)
+        a0.addProduct(v, SIMD8(repeating: p0[t])); a1.addProduct(v, SIMD8(repeating: p1[t]))
+        a2.addProduct(v, SIMD8(repeating: p2[t])); a3.addProduct(v, SIMD8(repeating: p3[t]))
+        a4.addProduct(v, SIMD8(repeating: p4[t])); a5.addProduct(v, SIMD8(repeating: p5[t]))
+        a6.addProduct(v, SIMD8(repeating: p6[t])); a7.addProduct(v, SIMD8(repeating: p7[t]))
+        a8.addProduct(v, SIMD8(repeating: p8[t])); a9.addProduct(v, SIMD8(repeating: p9[t]))
+        a10.addProduct(v, SIMD8(repeating: p10[t])); a11.addProduct(v, SIMD8(repeating: p11[t]))
+        d += ldy
+        t &+= 1
+        w &+= 1
+        if w == outW { w = 0; t &+= wp &- outW }
+        left &-= 1
+    }
+    conv2dDirectAdd(a0, sums); conv2dDirectAdd(a1, sums + lds); conv2dDirectAdd(a2, sums + 2 * lds)
+    conv2dDirectAdd(a3, sums + 3 * lds); conv2dDirectAdd(a4, sums + 4 * lds); conv2dDirectAdd(a5, sums + 5 * lds)
+    conv2dDirectAdd(a6, sums + 6 * lds); conv2dDirectAdd(a7, sums + 7 * lds); conv2dDirectAdd(a8, sums + 8 * lds)
+    conv2dDirectAdd(a9, sums + 9 * lds); conv2dDirectAdd(a10, sums + 10 * lds); conv2dDirectAdd(a11, sums + 11 * lds)
+}
+
+/// Computes the weight gradient of a stride-1, groups-1 Float32 convolution with the direct
+/// kernel when `Conv2dDirect.policy` chooses it for the layer and `workspaceCount` elements
+/// hold at least one worker's scratch; overwrites `gradWeight` and returns whether it ran.
+/// Workers split the batch; each sums its images in its own scratch, and the sums are
+/// added in worker order.
+@inlinable
+func conv2dDirectWeightGradientIfChosen(input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                        gradWeight: UnsafeMutablePointer<Float>, batch: Int, outChannels O: Int, groups: Int,
+                                        geometry g: Conv2dGeometry, workspace: UnsafeMutablePointer<Float>, workspaceCount: Int) -> Bool {
+    guard conv2dDirectChosen(g, outChannels: O, groups: groups) else { return false }
+    guard Conv2dDirect.weightGradient else { return false }
+    let need = Conv2dDirect.weightGradientScratch(g, outChannels: O)
+    guard need <= workspaceCount else { return false }
+    let K = g.colRows, KE = Conv2dDirect.weightEntries
+    let oPad = (O + 7) / 8 * 8, kPad = (K + KE - 1) / KE * KE
+    let workers = max(1, min(KernelThreading.maxThreads, batch, workspaceCount / need))
+    // Each worker's transposed sum sits at the (aligned) start of its scratch, the padded
+    // buffers after it.
+    let box = UnsafeSendableBox((input, gradOutput, workspace))
+    let body: @Sendable (Int) -> Void = { w in
+        let (input, gradOutput, workspace) = box.value
+        let sumsT = conv2dAlign32(workspace + w * need)
+        sumsT.update(repeating: 0, count: kPad * oPad)
+        conv2dDirectWeightGradient(input: input, gradOutput: gradOutput, sumsT: sumsT,
+                                   images: (batch * w / workers)..<(batch * (w + 1) / workers),
+                                   outChannels: O, geometry: g, scratch: sumsT + kPad * oPad)
+    }
+    if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+    for o in 0..<O {
+        for k in 0..<K {
+            var v = conv2dAlign32(workspace)[k * oPad + o]
+            for w in 1..<max(workers, 1) { v += conv2dAlign32(workspace + w * need)[k * oPad + o] }
+            gradWeight[o * K + k] = v
+        }
+    }
+    return true
 }

@@ -16,6 +16,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs per row (the median is reported).") var repeats: Int = 7
     @Option(help: "Write results as JSON to this file.") var json: String?
     @Option(help: "Only rows whose name contains this string.") var filter: String?
+    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct (default), or im2col + GEMM.") var directWeightGradient = true
     @Flag(help: "Run a competing busy-loop process on one core while measuring.") var busy = false
     @Option(help: "Direct convolution kernel for stride-1 Float32 layers: auto, always or never.") var convDirect: String = "auto"
 
@@ -29,6 +30,7 @@ struct Bench: ParsableCommand {
         if busy { busyProcess = try startBusyLoop() }
         defer { busyProcess?.terminate() }
         Conv2dDirect.policy = try parseConvDirect(convDirect)
+        Conv2dDirect.weightGradient = directWeightGradient
         print("OpenBLAS core \(BlasInfo.coreName), BLAS threads \(BlasInfo.threads), Loom kernel threads \(KernelThreading.maxThreads)\(busy ? ", with a competing busy process" : "")")
         let rows = BenchSuite(repeats: repeats, filter: filter).runAll()
         printTable(rows)

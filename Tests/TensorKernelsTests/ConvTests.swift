@@ -332,6 +332,61 @@ final class ConvTests: XCTestCase {
         XCTAssertFalse(Conv2dDirect.applies(ConvCase(n: 1, c: 4, h: 8, w: 8, o: 4, kernel: (3, 3), groups: 2).geometry, groups: 2))
     }
 
+    /// The direct weight gradient on its own: it runs whenever the policy chooses it and the
+    /// workspace holds one worker (1, 2 and 3 workers' worth of workspace), overwrites
+    /// `gradWeight`, and equals the definition in Double; it declines a workspace one
+    /// element short and layers it does not apply to.
+    func testDirectWeightGradientMatchesTheDefinition() {
+        var rng = ConvPoolRNG(seed: 17)
+        defer { Conv2dDirect.policy = .auto }
+        Conv2dDirect.policy = .always
+        let cases = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
+                     ConvCase(n: 2, c: 3, h: 7, w: 5, o: 9, kernel: (5, 3), padding: (2, 0), dilation: (1, 2)),
+                     ConvCase(n: 5, c: 1, h: 12, w: 12, o: 6, kernel: (5, 5)),
+                     ConvCase(n: 1, c: 2, h: 1, w: 1, o: 3, kernel: (3, 3), padding: (1, 1)),
+                     ConvCase(n: 4, c: 32, h: 14, w: 14, o: 16, kernel: (3, 3), padding: (1, 1)),
+                     // 24 rows of 30: three segments; 21 channels: tiles of 16 and of 8 (3 zero rows).
+                     ConvCase(n: 2, c: 2, h: 24, w: 30, o: 21, kernel: (3, 3), padding: (1, 1))]
+        for cs in cases {
+            let g = cs.geometry
+            XCTAssertTrue(Conv2dDirect.applies(g, groups: 1), "\(cs)")
+            let x = rng.array(cs.inputCount), gy = rng.array(cs.outputCount)
+            let egw = cs.naiveGradWeight(x, gy)
+            let need = Conv2dDirect.weightGradientScratch(g, outChannels: cs.o)
+            for workers in [1, 2, 3] {
+                let wsCount = need * workers
+                let xf = x.map { Float($0) }, gyf = gy.map { Float($0) }
+                var ws = [Float](repeating: .nan, count: wsCount)
+                var gw = [Float](repeating: .nan, count: cs.weightCount)
+                let ran = ws.withUnsafeMutableBufferPointer { wsp in gw.withUnsafeMutableBufferPointer { gwp in
+                    conv2dDirectWeightGradientIfChosen(input: xf, gradOutput: gyf, gradWeight: gwp.baseAddress!, batch: cs.n,
+                                                       outChannels: cs.o, groups: 1, geometry: g,
+                                                       workspace: wsp.baseAddress!, workspaceCount: wsCount)
+                } }
+                XCTAssertTrue(ran, "direct weight gradient declined \(cs) with \(workers) workers' workspace")
+                // Float32 sums of up to n·outH·outW products of numbers in [-1, 1].
+                let scale = Double(max(1, cs.n * cs.outH * cs.outW)).squareRoot()
+                assertClose(gw.map { Double($0) }, egw, tol: 1e-5 * scale, "direct gradWeight \(cs) workers \(workers)")
+            }
+            var ws = [Float](repeating: 0, count: need - 1), gw = [Float](repeating: 7, count: cs.weightCount)
+            let ran = ws.withUnsafeMutableBufferPointer { wsp in
+                conv2dDirectWeightGradientIfChosen(input: x.map { Float($0) }, gradOutput: gy.map { Float($0) }, gradWeight: &gw,
+                                                   batch: cs.n, outChannels: cs.o, groups: 1, geometry: g,
+                                                   workspace: wsp.baseAddress!, workspaceCount: need - 1)
+            }
+            XCTAssertFalse(ran, "a workspace one element short must be declined")
+            XCTAssertEqual(gw, [Float](repeating: 7, count: cs.weightCount), "a declined call must not write")
+        }
+        Conv2dDirect.policy = .never
+        var ws = [Float](repeating: 0, count: 1 << 16), gw = [Float](repeating: 0, count: 9)
+        let cs = ConvCase(n: 1, c: 1, h: 6, w: 6, o: 1, kernel: (3, 3), padding: (1, 1))
+        XCTAssertFalse(ws.withUnsafeMutableBufferPointer { wsp in
+            conv2dDirectWeightGradientIfChosen(input: [Float](repeating: 1, count: 36), gradOutput: [Float](repeating: 1, count: 36),
+                                               gradWeight: &gw, batch: 1, outChannels: 1, groups: 1, geometry: cs.geometry,
+                                               workspace: wsp.baseAddress!, workspaceCount: 1 << 16)
+        }, "policy .never must decline")
+    }
+
     /// `conv2dBackward` with only one of the two gradients asked for leaves the other
     /// buffer alone and needs only the operand that gradient reads.
     func testCombinedBackwardComputesOnlyWhatIsAsked() {
