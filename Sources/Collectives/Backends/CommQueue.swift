@@ -7,16 +7,23 @@ import Foundation
 /// `@unchecked Sendable`: the pending list, counters, `step` and the poison error are
 /// guarded by `condition`'s lock; the op closures run only on the queue's thread.
 final class CommQueue: @unchecked Sendable {
-    /// One queued op: its handle and the body run on the communication thread.
-    private struct Item {
+    /// One queued op: its handle and the body run on the communication thread. The body
+    /// (and whatever it captured: tensors, scratch) is dropped as soon as it has run,
+    /// before the handle completes, so an op's buffers are not kept alive by the queue.
+    private final class Item {
         let work: CollectiveWork
-        let body: @Sendable (OpContext) throws -> Void
+        var body: (@Sendable (OpContext) throws -> Void)?
         let context: OpContext
+        init(work: CollectiveWork, body: @escaping @Sendable (OpContext) throws -> Void, context: OpContext) {
+            self.work = work
+            self.body = body
+            self.context = context
+        }
     }
 
     let rank: Int
     private let condition = NSCondition()
-    private var pending: [Item] = []
+    private var pending: [Item?] = []
     private var head = 0
     private var stopping = false
     private var nextSequence = 0
@@ -85,7 +92,7 @@ final class CommQueue: @unchecked Sendable {
     /// runs. Called by `CollectiveWork.wait()`.
     func helpRun(_ work: CollectiveWork) {
         condition.lock()
-        guard callerRuns, !executing, head < pending.count, pending[head].work === work else {
+        guard callerRuns, !executing, head < pending.count, pending[head]?.work === work else {
             condition.unlock()
             return
         }
@@ -103,7 +110,8 @@ final class CommQueue: @unchecked Sendable {
 
     /// Pops the head item and marks the queue busy; lock held by the caller.
     private func take() -> Item {
-        let item = pending[head]
+        let item = pending[head]!
+        pending[head] = nil
         head += 1
         if head > 64 && head * 2 > pending.count {
             pending.removeFirst(head)
@@ -122,8 +130,9 @@ final class CommQueue: @unchecked Sendable {
         if let poisoned {
             failure = CollectiveError.poisoned(rank: rank, op: item.context.op, firstError: poisoned)
         } else {
-            do { try item.body(item.context) } catch { failure = error }
+            do { try item.body?(item.context) } catch { failure = error }
         }
+        item.body = nil
         condition.lock()
         if let failure, poisoned == nil, poison == nil { poison = String(describing: failure) }
         executing = false
