@@ -98,7 +98,7 @@ final class CommQueue: @unchecked Sendable {
         }
         let item = take()
         condition.unlock()
-        execute(item)
+        execute(item, onCommThread: false)
     }
 
     /// Whether waiting threads may run ops themselves (off when MPI grants less than
@@ -122,7 +122,7 @@ final class CommQueue: @unchecked Sendable {
     }
 
     /// Runs one item (poisoned queues fail it fast), then marks the queue idle.
-    private func execute(_ item: Item) {
+    private func execute(_ item: Item, onCommThread: Bool) {
         condition.lock()
         let poisoned = poison
         condition.unlock()
@@ -130,7 +130,9 @@ final class CommQueue: @unchecked Sendable {
         if let poisoned {
             failure = CollectiveError.poisoned(rank: rank, op: item.context.op, firstError: poisoned)
         } else {
-            do { try item.body?(item.context) } catch { failure = error }
+            var context = item.context
+            context.onCommThread = onCommThread
+            do { try item.body?(context) } catch { failure = error }
         }
         item.body = nil
         condition.lock()
@@ -149,7 +151,7 @@ final class CommQueue: @unchecked Sendable {
             if head == pending.count { condition.unlock(); return }
             let item = take()
             condition.unlock()
-            execute(item)
+            execute(item, onCommThread: true)
         }
     }
 }
@@ -162,4 +164,7 @@ struct OpContext: Sendable {
     /// The collective channel (collective sequence number), -1 for point-to-point.
     let channel: Int
     let step: Int
+    /// True when the group's communication thread runs the op (an async op overlapping
+    /// the caller's compute); false when the caller runs it while blocked in `wait()`.
+    var onCommThread = false
 }
