@@ -60,5 +60,12 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     timeout 600 "$LOOM" launch -np 3 -- train "${zero[@]}" --zero-stage 3 --epochs 1 --output "$out/z3" > "$out/z31.log"
     timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 3 --epochs 2 --output "$out/z3" --resume > "$out/z32.log"
     same_test_loss "$out/z2/metrics.jsonl" "$out/z3/metrics.jsonl" "stage 1 straight" "stage 3 (3 ranks, resumed on 2)" 2
+    echo "== --zero-stage 3: prefetch off = on; --precision fp16 on 2 ranks vs DDP + fp16 =="
+    timeout 600 "$LOOM" launch -np 2 -- train --data-parallel --zero-stage 3 --no-fsdp-prefetch "${common[@]}" --output "$out/fsdp-np" > "$out/fsdp-np.log"
+    grep -q "prefetch off" "$out/fsdp-np.log"
+    same_test_loss "$out/fsdp/metrics.jsonl" "$out/fsdp-np/metrics.jsonl" "prefetch on" "prefetch off" 1
+    timeout 600 "$LOOM" launch -np 2 -- train --data-parallel --precision fp16 "${common[@]}" --output "$out/ddp16" > "$out/ddp16.log"
+    timeout 600 "$LOOM" launch -np 2 -- train --data-parallel --zero-stage 3 --precision fp16 "${common[@]}" --output "$out/fsdp16" > "$out/fsdp16.log"
+    same_test_loss "$out/ddp16/metrics.jsonl" "$out/fsdp16/metrics.jsonl" "DDP fp16" "stage 3 fp16" 1
     rm -rf "$out"
 fi

@@ -60,6 +60,9 @@ public enum DataParallelTraining {
         installShardedStep(trainer, group: group, step: { try sharded.step() }, learningRate: { sharded.optimizer.learningRate },
                            stepCount: { sharded.stepCount }, stateDict: { try sharded.fullStateDict() },
                            loadStateDict: { try sharded.loadFullStateDict($0) })
+        // fp16's loss scaler: unscale the averaged gradient shards, agree on overflow over ranks.
+        trainer.distributed?.unscaleGradients = { try sharded.unscaleGradients(by: $0) }
+        trainer.distributed?.skipStep = { try sharded.skipStep() }
         return sharded
     }
 
@@ -67,28 +70,29 @@ public enum DataParallelTraining {
     /// `FullyShardedDataParallel`): parameters, gradients and optimizer state are all
     /// sharded; each unit's parameters are gathered around its forward and backward by
     /// the model's forward hooks, so the trainer's own forward and evaluation run on the
-    /// sharded model unchanged. The update rule must be elementwise (no `--clip-norm`),
-    /// and mixed precision is not supported here (the loss scaler reads whole-model
-    /// gradients, which stage 3 frees unit by unit).
+    /// sharded model unchanged. The update rule must be elementwise (no `--clip-norm`).
+    /// Mixed precision works: with fp16's loss scaler each rank unscales its gradient
+    /// shard and the overflow flag is agreed by one allreduce, so every rank skips the
+    /// same steps (`FullyShardedDataParallel.unscaleGradients`).
     ///
     /// Checkpoints hold the full model and the whole optimizer state (gathered, unsharded
     /// formats), so a run resumes at another world size, under DDP or in one process.
     @discardableResult
     public static func attachFullySharded(_ trainer: Trainer, group: any ProcessGroup, units: FSDPUnitPolicy = .perLayer,
-                                          collective: CollectiveOptions = .native) throws(DataParallelError) -> FullyShardedDataParallel {
+                                          collective: CollectiveOptions = .native, prefetch: Bool = true) throws(DataParallelError) -> FullyShardedDataParallel {
         let rank = group.rank
-        guard trainer.precision.policy == nil else {
-            throw DataParallelError("rank \(rank): ZeRO stage 3 with --precision \(trainer.config.precision ?? "?"): not supported (dynamic loss scaling checks the whole model's gradients, which stage 3 frees unit by unit); use stage 1 or 2, or fp32")
-        }
         try requireElementwise(trainer, group: group)
         let fsdp = try FullyShardedDataParallel(trainer.model, group: group, transformation: trainer.optimizer.transformation,
-                                                units: units, collective: collective)
+                                                units: units, collective: collective, prefetch: prefetch)
         installShardedStep(trainer, group: group, step: { try fsdp.step() }, learningRate: { fsdp.optimizer.learningRate },
                            stepCount: { fsdp.stepCount }, stateDict: { try fsdp.fullStateDict() },
                            loadStateDict: { try fsdp.loadFullStateDict($0) })
         trainer.distributed?.modelStateDict = { try fsdp.fullParameterStateDict() }
         trainer.distributed?.loadModelStateDict = { try fsdp.loadFullParameterStateDict($0) }
         trainer.distributed?.stepWithoutData = { fsdp.participateWithoutData() }
+        // fp16's loss scaler: unscale the gradient shards, agree on overflow over ranks.
+        trainer.distributed?.unscaleGradients = { try fsdp.unscaleGradients(by: $0) }
+        trainer.distributed?.skipStep = { try fsdp.skipStep() }
         return fsdp
     }
     /// A sharded update applies the trainer's rule to each rank's shard: it must be elementwise.

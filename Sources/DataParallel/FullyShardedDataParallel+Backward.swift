@@ -10,6 +10,8 @@ extension FullyShardedDataParallel {
     /// The unit's output gradient is final: gather the unit before its VJPs run.
     func beforeBackward(_ u: Int) {
         do { try gather(u, phase: "backward") } catch { hookErrors.append(error.description) }
+        // Backward visits the units in reverse: gather the previous one while this one runs.
+        prefetchGather(u - 1)
     }
 
     /// Parameter `i`'s gradient is final for this backward; a complete unit is reduced and freed.

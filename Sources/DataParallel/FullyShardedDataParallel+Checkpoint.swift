@@ -101,9 +101,9 @@ extension FullyShardedDataParallel {
     public func withFullParameters<R>(writeback: Bool = false, _ body: () throws -> R) throws -> R {
         var gatheredHere: [Int] = []
         defer { for u in gatheredHere { release(u) } }
-        for u in plan.units.indices where !gathered[u] {
+        for u in plan.units.indices where !gathered[u] || !inFlight[u].isEmpty {
+            if !gathered[u] || prefetched == u { gatheredHere.append(u) }
             try gather(u, phase: "withFullParameters")
-            gatheredHere.append(u)
         }
         suspendForwardHooks = true
         let result: R

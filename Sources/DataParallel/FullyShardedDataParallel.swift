@@ -54,6 +54,10 @@ import TensorCore
 /// in forward after it ran, in backward in its last parameter's post-accumulate hook, which
 /// the engine runs before it reaches the previous unit's output (leaves first). A model
 /// whose unit gets its last gradient later (a skip connection around units) can hold two.
+/// With `prefetch` (the default) the next unit's all-gather is issued before the current
+/// unit computes (forward: unit i+1 while unit i runs; backward: unit i-1 while unit i
+/// runs), so communication overlaps compute; at most one unit is prefetched, so the
+/// bound grows by at most one unit (two units' full parameters at a time).
 /// `peakGatheredBytes` reports this rank's maximum. (Each unit's shard is rounded
 /// up to whole elements, so a rank holds at most one element more per unit.) Construction
 /// holds the full model once (it is built unsharded, then broadcast from rank 0 and cut),
@@ -86,6 +90,9 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     public let dtype: DType
     /// Options of the all-gathers and reduce-scatters.
     public let collective: CollectiveOptions
+    /// Whether the next unit's all-gather is issued while the current unit computes
+    /// (forward: unit i+1 during unit i; backward: unit i-1 during unit i).
+    public let prefetch: Bool
     /// The optimizer over this rank's flat shard (one parameter).
     public internal(set) var optimizer: Optimizer
 
@@ -107,6 +114,10 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     let shardGrad: Tensor
 
     var gathered: [Bool]
+    /// The all-gathers of each unit still in flight (empty once waited).
+    var inFlight: [[(Int, CollectiveWork)]]
+    /// The unit gathered ahead of its use (at most one), if any.
+    var prefetched: Int?
     var ready: [Bool]
     var pending: [Int]
     var reducedThisStep: [Int]
@@ -133,11 +144,13 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     /// float32 or all float64, a parameter is not a dense tensor with storage of its own,
     /// the rule is not elementwise, the unit plan is invalid, or a collective fails.
     public init(_ model: Module, group: any ProcessGroup, transformation: any GradientTransformation,
-                units policy: FSDPUnitPolicy = .perLayer, collective: CollectiveOptions = .native) throws(DataParallelError) {
+                units policy: FSDPUnitPolicy = .perLayer, collective: CollectiveOptions = .native,
+                prefetch: Bool = true) throws(DataParallelError) {
         let rank = group.rank, size = group.size
         self.module = model
         self.group = group
         self.collective = collective
+        self.prefetch = prefetch
         guard transformation.isElementwise else {
             throw DataParallelError("rank \(rank): FSDP: the optimizer updates each rank's 1/\(size) shard of the parameters, so the rule must be elementwise (SGD, momentum, weight decay, Adam, AdamW); global-norm clipping needs the norm over all shards and is not supported")
         }
@@ -194,6 +207,7 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
         shardGrad = Memory.withTag(.gradients) { Tensor.zeros([at], dtype: dtype) }
         optimizer = Optimizer(transformation, params: [Tensor.zeros([at], dtype: dtype)])
         gathered = Array(repeating: true, count: plan.units.count)
+        inFlight = Array(repeating: [], count: plan.units.count)
         ready = Array(repeating: false, count: params.count)
         pending = plan.units.map(\.parameters.count)
         reducedThisStep = Array(repeating: 0, count: plan.units.count)
@@ -241,6 +255,8 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
     func beforeForward(_ u: Int) {
         guard !suspendForwardHooks else { return }
         do { try gather(u, phase: "forward") } catch { hookErrors.append(error.description) }
+        // The next unit's gather runs on the communication thread while this one computes.
+        prefetchGather(u + 1)
     }
 
     /// The forward hook of unit `u`: arm the backward gather, free the parameters.
@@ -271,9 +287,27 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
 
     // MARK: - Gather and release
 
-    /// Re-materialises unit `u`'s parameter storages and all-gathers their values.
+    /// Makes unit `u`'s full parameters available: issues its all-gathers unless they
+    /// are in flight already (a prefetch) or done, and waits for them.
     func gather(_ u: Int, phase: String) throws(DataParallelError) {
-        guard !gathered[u] else { return }
+        if !gathered[u] { startGather(u) }
+        if prefetched == u { prefetched = nil }
+        try finishGather(u, phase: phase)
+    }
+
+    /// Starts gathering unit `u` ahead of its use (at most one unit prefetched: an unused
+    /// earlier prefetch is released first). No-op when prefetching is off, `u` is out of
+    /// range or already gathered. A failure is reported when the unit is used or released.
+    func prefetchGather(_ u: Int) {
+        guard prefetch, plan.units.indices.contains(u), !gathered[u] else { return }
+        if let old = prefetched { release(old) }
+        startGather(u)
+        prefetched = u
+    }
+
+    /// Re-materialises unit `u`'s parameter storages and issues the all-gathers of their
+    /// values (one per parameter, async); `finishGather` waits for them.
+    func startGather(_ u: Int) {
         let rank = group.rank, w = dtype.byteSize
         let map = unitMaps[u], mine = map.ranges[rank]
         let shardBase = localShard.storageBlock.pointer + (localShard.offset + unitBase[u]) * w
@@ -293,17 +327,25 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
             works.append((i, group.allGatherAsync(send: send, recv: recv, counts: counts, options: collective)))
         }
         gathered[u] = true
+        inFlight[u] = works
         peakGatheredBytes = max(peakGatheredBytes, gatheredBytes)
+    }
+
+    /// Waits for unit `u`'s all-gathers; on failure zeroes the unit (defined values if
+    /// backward goes on; `step()` throws) and throws naming the parameter and `phase`.
+    func finishGather(_ u: Int, phase: String) throws(DataParallelError) {
+        let works = inFlight[u]
+        guard !works.isEmpty else { return }
+        inFlight[u] = []
         var failure: DataParallelError?
         for (i, work) in works {
             do { try work.wait() } catch {
                 if failure == nil {
-                    failure = DataParallelError("rank \(rank), step \(stepCounter): FSDP: all-gather of parameter '\(parameterNames[i])' (unit '\(plan.units[u].name)') before its \(phase) failed: \(error)")
+                    failure = DataParallelError("rank \(group.rank), step \(stepCounter): FSDP: all-gather of parameter '\(parameterNames[i])' (unit '\(plan.units[u].name)') before its \(phase) failed: \(error)")
                 }
             }
         }
         if let failure {
-            // Defined values (zeros) rather than garbage if backward goes on; step() throws.
             for i in plan.units[u].parameters {
                 let s = parameters[i].value.storageBlock
                 s.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: s.byteCount)
@@ -312,9 +354,12 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
         }
     }
 
-    /// Frees unit `u`'s full parameter bytes (the storages stay, as handles).
+    /// Frees unit `u`'s full parameter bytes (the storages stay, as handles); a gather
+    /// still in flight (an unused prefetch) is waited for first.
     func release(_ u: Int) {
         guard gathered[u] else { return }
+        if prefetched == u { prefetched = nil }
+        do { try finishGather(u, phase: "prefetch") } catch { hookErrors.append(error.description) }
         for i in plan.units[u].parameters {
             let storage = parameters[i].value.storageBlock
             gatheredBytes -= storage.byteCount
@@ -357,6 +402,38 @@ public final class FullyShardedDataParallel: @unchecked Sendable {
         localShard = list[0]
         localShard.grad = nil
         stepCounter += 1
+    }
+
+    // MARK: - Dynamic loss scaling
+
+    /// Divides this rank's averaged gradient shard by `scale` in place (each element
+    /// multiplied by `1 / scale`, rounded to the dtype, as `LossScaler.unscale` does to a
+    /// full gradient) and returns whether the gradients of *every* rank's shard are
+    /// finite: each rank checks its own shard, then one allreduce (max) of a non-finite
+    /// flag makes the decision the same everywhere, so all ranks skip a step together.
+    /// With the in-process native reduction the shard is bitwise the slice of DDP's
+    /// averaged gradient, so the result and the decision equal DDP + `LossScaler`.
+    ///
+    /// Collective (one allreduce of one element). Call it after backward, before `step()`
+    /// or `skipStep()`. Throws naming rank and step when the allreduce fails.
+    public func unscaleGradients(by scale: Double) throws(DataParallelError) -> Bool {
+        group.step = stepCounter
+        do {
+            return try unscaleShardAndAgree(shardGrad, scale: scale, group: group)
+        } catch {
+            throw DataParallelError("rank \(group.rank), step \(stepCounter): FSDP: allreduce of the non-finite gradient flag failed: \(error)")
+        }
+    }
+
+    /// Ends a step without updating (the loss scaler found an inf or NaN on some rank):
+    /// the gradient shard is dropped and the per-step state cleared, as `step()` does;
+    /// the step count does not advance (the optimizer did not step). Throws like `step()`
+    /// when a hook recorded a failed collective.
+    public func skipStep() throws(DataParallelError) {
+        defer { resetStep() }
+        if !hookErrors.isEmpty {
+            throw DataParallelError("rank \(group.rank), step \(stepCounter): FSDP: " + hookErrors.joined(separator: "; "))
+        }
     }
 
     /// Clears per-step state: releases gathered units, drops `.grad`, resets counters.

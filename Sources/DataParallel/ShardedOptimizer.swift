@@ -82,6 +82,8 @@ public final class ShardedOptimizer: @unchecked Sendable {
     private var hookErrors: [String] = []
     private var hookHandles: [HookHandle] = []
     private var stepCounter = 0
+    /// The gradients of this step are already reduced into `shardGrad` (by `unscaleGradients`).
+    private var reduced = false
 
     /// The number of completed steps (named in errors).
     public var stepCount: Int { lock.lock(); defer { lock.unlock() }; return stepCounter }
@@ -212,6 +214,51 @@ public final class ShardedOptimizer: @unchecked Sendable {
         let rank = group.rank, step = stepCounter
         group.step = step
         defer { resetLocked() }
+        try reduceLocked(rank: rank, step: step)
+        try updateAndGather(rank: rank, step: step)
+        stepCounter += 1
+    }
+
+    /// Divides this rank's averaged gradient shard by `scale` and returns whether every
+    /// rank's shard is finite (fp16 dynamic loss scaling; see `unscaleShardAndAgree`):
+    /// first completes the gradient reduction `step()` would do (stage 1: the
+    /// reduce-scatter; stage 2: waits for the buckets), so `step()` then only updates.
+    /// Collective. Call after backward, before `step()` or `skipStep()`.
+    public func unscaleGradients(by scale: Double) throws(DataParallelError) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let rank = group.rank, step = stepCounter
+        group.step = step
+        do {
+            try reduceLocked(rank: rank, step: step)
+        } catch {
+            resetLocked()
+            throw error
+        }
+        do {
+            return try unscaleShardAndAgree(shardGrad, scale: scale, group: group)
+        } catch {
+            throw DataParallelError("rank \(rank), step \(step): ShardedOptimizer: allreduce of the non-finite gradient flag failed: \(error)")
+        }
+    }
+
+    /// Ends a step without updating (the loss scaler found an inf or NaN on some rank):
+    /// in-flight reductions are waited for and the per-step state cleared; the step count
+    /// does not advance. Throws when a hook recorded a misuse.
+    public func skipStep() throws(DataParallelError) {
+        lock.lock()
+        defer { lock.unlock() }
+        defer { resetLocked() }
+        for w in works { _ = try? w?.wait() }
+        if !hookErrors.isEmpty {
+            throw DataParallelError("rank \(group.rank), step \(stepCounter): ShardedOptimizer: " + hookErrors.joined(separator: "; "))
+        }
+    }
+
+    /// Reduces (averages) this step's gradients into `shardGrad` unless already done.
+    /// Caller holds `lock`.
+    private func reduceLocked(rank: Int, step: Int) throws(DataParallelError) {
+        guard !reduced else { return }
         switch stage {
         case .optimizerState:
             try reduceScatterFullGradients(rank: rank, step: step)
@@ -234,8 +281,7 @@ public final class ShardedOptimizer: @unchecked Sendable {
             }
         }
         for b in scratch.indices { scratch[b] = nil }
-        try updateAndGather(rank: rank, step: step)
-        stepCounter += 1
+        reduced = true
     }
 
     /// Stage 1: flattens every `.grad` and reduce-scatters it into `shardGrad`. Caller holds `lock`.
@@ -376,6 +422,7 @@ public final class ShardedOptimizer: @unchecked Sendable {
         nextToLaunch = 0
         for b in works.indices { works[b] = nil; scratch[b] = nil }
         hookErrors = []
+        reduced = false
     }
 }
 

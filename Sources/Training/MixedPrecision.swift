@@ -138,6 +138,20 @@ public struct LossScaler: Sendable, Equatable {
         return finite
     }
 
+    /// Unscales gradients this scaler cannot see as `.grad` (a fully sharded model's
+    /// gradient shards): `body(scale)` divides them by `scale` in place and returns
+    /// whether every gradient is finite — on every rank, so that all ranks skip together.
+    /// Recorded like `unscale(_:)` (then `step` only decides). Traps when called twice in
+    /// one iteration.
+    @discardableResult
+    public mutating func unscale(using body: (_ scale: Double) throws -> Bool) rethrows -> Bool {
+        precondition(!isUnscaled, "LossScaler.unscale: already called since the last update(); the gradients would be divided by the scale twice")
+        let finite = try body(scale)
+        isUnscaled = true
+        foundNonFinite = !finite
+        return finite
+    }
+
     /// Unscales the gradients (unless `unscale` already did) and runs `apply` (the optimizer
     /// step) only when every gradient is finite. Returns whether the step was applied; a
     /// skipped step is counted in `skippedSteps`. Call `update()` afterwards.

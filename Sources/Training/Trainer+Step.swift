@@ -96,7 +96,9 @@ extension Trainer {
         if var scaler = lossScaler {
             // Unscale after the gradients were averaged over ranks, so every rank sees the
             // same overflow and all skip together.
-            try scaler.step(parameters) { try update() }
+            if let unscale = distributed?.unscaleGradients { try scaler.unscale(using: unscale) }
+            let applied = try scaler.step(parameters) { try update() }
+            if !applied { try distributed?.skipStep?() }
             scaler.update()
             lossScaler = scaler
         } else {
@@ -140,6 +142,13 @@ public struct DistributedStep {
     public var modelStateDict: (() throws -> [(String, Tensor)])?
     public var loadModelStateDict: (([String: Tensor]) throws -> Void)?
     public var stepWithoutData: (() throws -> Void)?
+    /// With dynamic loss scaling, when the gradients are not the parameters' `.grad`
+    /// (ZeRO stage 3 keeps only a shard): divides them by the scale and returns whether
+    /// they are finite on every rank (a collective, so every rank skips together), and
+    /// ends a step the scaler skipped (`optimizerStep` is then not called). nil: the
+    /// scaler unscales `.grad` itself.
+    public var unscaleGradients: ((_ scale: Double) throws -> Bool)?
+    public var skipStep: (() throws -> Void)?
 
     public init(rank: Int, size: Int, shard: @escaping (_ n: Int) -> (rows: Range<Int>, lossScale: Double),
                 withoutSync: @escaping (() throws -> Void) throws -> Void, afterBackward: @escaping () throws -> Void,

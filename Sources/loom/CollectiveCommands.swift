@@ -82,7 +82,7 @@ struct AllreduceBenchCommand: ParsableCommand {
         discussion: "Columns: blocking MPI_Allreduce (the reference), our ring, and the group's .native allreduce (MPI_Iallreduce polled so that a missing peer times out). busbw = 2(p-1)/p x bytes / time; times are the slowest rank's, medians of --repeats.")
     @Option(help: "Comma-separated message sizes in bytes (K/M suffixes).") var sizes: String = "4K,16K,64K,256K,1M,4M,16M,64M"
     @Option(help: "Repeats per size (the median is reported).") var repeats: Int = 7
-    @Option(help: "Ring pipeline chunk in bytes.") var chunkBytes: Int = 256 << 10
+    @Option(help: "Ring pipeline chunk in bytes.") var chunkBytes: Int = 1 << 20
     @Option(help: "Tensors in the fused-vs-one-by-one run (0 skips it).") var lazyCount: Int = 200
     @Option(help: "Fused bucket size in bytes.") var bucketBytes: Int = 4 << 20
     @Option(help: "Seconds an op waits for peers before failing.") var timeout: Double = 300

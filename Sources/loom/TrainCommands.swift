@@ -61,6 +61,7 @@ struct Train: ParsableCommand {
     @Option(help: "Data parallel: send only this fraction of gradient chunks (top by norm, error feedback), e.g. 0.1.") var sparse: Double?
     @Option(help: "Data parallel: ZeRO-style sharding: stage 1 (optimizer state), 2 (+ gradients) or 3 (+ parameters, gathered per unit on demand).") var zeroStage: Int?
     @Option(help: "ZeRO stage 3: units gathered at a time: per-layer (each layer with parameters), top-level (the model's children) or whole.") var fsdpUnits: String = "per-layer"
+    @Flag(inversion: .prefixedNo, help: "ZeRO stage 3: all-gather the next unit's parameters while the current unit computes (at most one unit ahead).") var fsdpPrefetch = true
 
     func makeConfig() -> TrainConfig {
         var c = TrainConfig()
@@ -123,8 +124,9 @@ struct Train: ParsableCommand {
                         case "whole": units = .wholeModel
                         default: throw ValidationError("--fsdp-units '\(fsdpUnits)': expected per-layer, top-level or whole")
                         }
-                        let fsdp = try DataParallelTraining.attachFullySharded(trainer, group: group, units: units, collective: collective)
-                        if group.rank == 0 { print("ZeRO stage 3: \(fsdp.plan.units.count) units (\(fsdpUnits)), \(fsdp.localShardCount) parameters on rank 0 of \(trainer.model.parameterCount)") }
+                        let fsdp = try DataParallelTraining.attachFullySharded(trainer, group: group, units: units, collective: collective,
+                                                                             prefetch: fsdpPrefetch)
+                        if group.rank == 0 { print("ZeRO stage 3: \(fsdp.plan.units.count) units (\(fsdpUnits)), \(fsdp.localShardCount) parameters on rank 0 of \(trainer.model.parameterCount), prefetch \(fsdpPrefetch ? "on" : "off")") }
                     } else {
                         try DataParallelTraining.attachSharded(trainer, group: group, stage: ShardingStage(rawValue: z)!, collective: collective)
                     }

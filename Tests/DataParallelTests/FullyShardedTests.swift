@@ -375,12 +375,12 @@ final class FullyShardedTests: XCTestCase {
         }
         let psi = Double(3 * (64 * 64 + 64) + 64 * 61 + 61)
         let unitBytes = Double(4 * (64 * 64 + 64))
-        for size in [1, 2, 3] {
+        for prefetch in [false, true] { for size in [1, 2, 3] {
             let data = Batches(steps: 2, batch: 6, sample: [64], dtype: .float32, seed: 5)
             let base = Memory.stats()
             let readings = try InProcessWorld.run(size: size) { group -> [Double] in
                 let model = build(UInt64(group.rank))
-                let fsdp = try FullyShardedDataParallel(model, group: group, transformation: try adam(lr: 1e-3))
+                let fsdp = try FullyShardedDataParallel(model, group: group, transformation: try adam(lr: 1e-3), prefetch: prefetch)
                 let (x0, y0) = data.local(0, rank: group.rank, size: size)
                 Loss.crossEntropy(logits: try fsdp(x0), targets: y0).backward()
                 try fsdp.step()
@@ -425,19 +425,27 @@ final class FullyShardedTests: XCTestCase {
                 ("gathered parameters peak (rank 0)", readings[0][8], "largest unit = \(Int(unitBytes))"),
             ]
             for (what, got, formula) in report {
-                print("FSDP memory per rank, world \(size), \(what): \(Int(got)) B; formula \(formula) B")
+                print("FSDP memory per rank, prefetch \(prefetch), world \(size), \(what): \(Int(got)) B; formula \(formula) B")
             }
             XCTAssertEqual(r[0], shard, accuracy: 0.1 * shard, "world \(size): parameters")
             XCTAssertEqual(r[1], shard, accuracy: 0.1 * shard, "world \(size): gradients")
             XCTAssertEqual(r[2], 2 * shard, accuracy: 0.1 * 2 * shard, "world \(size): optimizer state")
             XCTAssertEqual(r[6], 2 * shard, accuracy: 0.1 * 2 * shard, "world \(size): optimizer state after step")
             XCTAssertGreaterThanOrEqual(r[3], shard + unitBytes * 0.99, "world \(size): a unit is gathered at some point")
-            XCTAssertLessThanOrEqual(r[3], shard + 2 * unitBytes, "world \(size): parameters peak")
-            XCTAssertLessThanOrEqual(r[4], shard + 2 * unitBytes, "world \(size): gradients peak")
+            // Prefetching holds at most one unit more (the next unit's gather in flight).
+            let extra = prefetch ? unitBytes : 0
+            XCTAssertLessThanOrEqual(r[3], shard + 2 * unitBytes + extra, "world \(size), prefetch \(prefetch): parameters peak")
+            XCTAssertLessThanOrEqual(r[4], shard + 2 * unitBytes, "world \(size), prefetch \(prefetch): gradients peak")
             for rank in 0..<size {
-                XCTAssertEqual(readings[rank][readings[rank].count - 1], unitBytes, "world \(size), rank \(rank): one unit gathered at a time")
+                let peak = readings[rank][readings[rank].count - 1]
+                if prefetch {
+                    XCTAssertGreaterThan(peak, unitBytes, "world \(size), rank \(rank): the next unit is gathered while one computes")
+                    XCTAssertLessThanOrEqual(peak, 2 * unitBytes, "world \(size), rank \(rank): at most one unit prefetched")
+                } else {
+                    XCTAssertEqual(peak, unitBytes, "world \(size), rank \(rank): one unit gathered at a time")
+                }
             }
-        }
+        } }
     }
 }
 

@@ -16,9 +16,19 @@ func ringAllReduce<T: Transport>(_ t: T, _ buf: CollectiveBuffer, op: ReduceOp, 
     guard p > 1, n > 0, let base = buf.pointer else { return }
     let counts = shardCounts(total: n, parts: p)
     let ring = RingPlan(t: t, counts: counts, dtype: buf.dtype, compression: compression, chunkBytes: chunkBytes)
-    let wire = compression == .none ? nil : Scratch(t, slot: 0, bytes: n * 2)
-    try ring.reduceScatter(t, base: base, shift: 0, op: op, wire: wire?.pointer)
-    try ring.allGather(t, base: base, owned: ring.seg(t.rank + 1), wire: wire?.pointer)
+    guard compression == .none else {
+        let wire = Scratch(t, slot: 0, bytes: n * 2)
+        try ring.reduceScatter(t, base: base, shift: 0, op: op, wire: wire.pointer)
+        try ring.allGather(t, base: base, owned: ring.seg(t.rank + 1), wire: wire.pointer)
+        return
+    }
+    // The two halves fused: each chunk of the owned segment starts its all-gather trip
+    // as soon as the reduce-scatter's last step has reduced it.
+    var early: [T.Request] = []
+    try ring.reduceScatter(t, base: base, shift: 0, op: op, wire: nil) { c in
+        early.append(try t.isend(base + (ring.offs[ring.seg(t.rank + 1)] + c.lowerBound) * ring.es, bytes: c.count * ring.es, to: ring.seg(t.rank + 1), tag: 2))
+    }
+    try ring.allGather(t, base: base, owned: ring.seg(t.rank + 1), wire: nil, ownedSent: early)
 }
 
 /// Ring reduce-scatter with uneven `counts` (rank `r` ends with block `r`); copies `send`
@@ -83,7 +93,10 @@ struct RingPlan {
     /// `r - s + shift` and receives, reduces segment `r - s - 1 + shift`; after `p - 1`
     /// steps it owns segment `r + 1 + shift` fully reduced. `wire` (n·2 bytes) is the
     /// encode buffer when compressing.
-    func reduceScatter<T: Transport>(_ t: T, base: UnsafeMutableRawPointer, shift: Int, op: ReduceOp, wire: UnsafeMutableRawPointer?) throws {
+    /// `finished`, if given, is called with each chunk (range within the segment) of the
+    /// last step's segment — the one this rank ends up owning — once it is fully reduced.
+    func reduceScatter<T: Transport>(_ t: T, base: UnsafeMutableRawPointer, shift: Int, op: ReduceOp, wire: UnsafeMutableRawPointer?,
+                                     finished: ((Range<Int>) throws -> Void)? = nil) throws {
         let right = seg(rank + 1), left = seg(rank - 1)
         let maxSeg = counts.max() ?? 0
         let recvBuf = Scratch(t, slot: 2, bytes: 2 * maxSeg * ws)
@@ -124,7 +137,7 @@ struct RingPlan {
                 } else {
                     reduceInto(dst, src, count: c.count, dtype: dtype, op: op)
                 }
-                if s + 1 < steps { try sendChunk(rs, c) }
+                if s + 1 < steps { try sendChunk(rs, c) } else { try finished?(c) }
             }
             pending = next
         }
@@ -135,7 +148,10 @@ struct RingPlan {
     /// it forwards segment `owned - s` and receives `owned - s - 1`. Chunks are forwarded
     /// as they arrive. With `wire`, the owner rounds its segment to the wire format once
     /// and everyone decodes the same 16-bit values.
-    func allGather<T: Transport>(_ t: T, base: UnsafeMutableRawPointer, owned: Int, wire: UnsafeMutableRawPointer?) throws {
+    /// `ownedSent`: the sends of the owned segment's chunks, already issued by the caller
+    /// (fused with the reduce-scatter); nil: sent here.
+    func allGather<T: Transport>(_ t: T, base: UnsafeMutableRawPointer, owned: Int, wire: UnsafeMutableRawPointer?,
+                                 ownedSent: [T.Request]? = nil) throws {
         let right = seg(rank + 1), left = seg(rank - 1)
         let steps = p - 1
         var reqs: [[T.Request]] = []
@@ -146,7 +162,7 @@ struct RingPlan {
             let w = wire == nil ? es : ws
             reqs.append(try chunks(rs).map { try t.irecv(dst + (offs[rs] + $0.lowerBound) * w, bytes: $0.count * w, from: left, tag: 2) })
         }
-        var sends: [T.Request] = []
+        var sends: [T.Request] = ownedSent ?? []
         func forward(_ segment: Int, _ c: Range<Int>) throws {
             let at = offs[segment] + c.lowerBound
             if let wire {
@@ -160,7 +176,9 @@ struct RingPlan {
             encodeWire(base + at * es, wire + at * ws, count: counts[owned], compression)
             decodeWire(wire + at * ws, base + at * es, count: counts[owned], compression)
         }
-        for c in chunks(owned) { try forward(owned, c) }
+        if ownedSent == nil {
+            for c in chunks(owned) { try forward(owned, c) }
+        }
         for s in 0..<steps {
             let rs = seg(owned - s - 1)
             for (k, c) in chunks(rs).enumerated() {

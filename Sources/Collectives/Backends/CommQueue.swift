@@ -7,16 +7,23 @@ import Foundation
 /// `@unchecked Sendable`: the pending list, counters, `step` and the poison error are
 /// guarded by `condition`'s lock; the op closures run only on the queue's thread.
 final class CommQueue: @unchecked Sendable {
-    /// One queued op: its handle and the body run on the communication thread.
-    private struct Item {
+    /// One queued op: its handle and the body run on the communication thread. The body
+    /// (and whatever it captured: tensors, scratch) is dropped as soon as it has run,
+    /// before the handle completes, so an op's buffers are not kept alive by the queue.
+    private final class Item {
         let work: CollectiveWork
-        let body: @Sendable (OpContext) throws -> Void
+        var body: (@Sendable (OpContext) throws -> Void)?
         let context: OpContext
+        init(work: CollectiveWork, body: @escaping @Sendable (OpContext) throws -> Void, context: OpContext) {
+            self.work = work
+            self.body = body
+            self.context = context
+        }
     }
 
     let rank: Int
     private let condition = NSCondition()
-    private var pending: [Item] = []
+    private var pending: [Item?] = []
     private var head = 0
     private var stopping = false
     private var nextSequence = 0
@@ -85,13 +92,13 @@ final class CommQueue: @unchecked Sendable {
     /// runs. Called by `CollectiveWork.wait()`.
     func helpRun(_ work: CollectiveWork) {
         condition.lock()
-        guard callerRuns, !executing, head < pending.count, pending[head].work === work else {
+        guard callerRuns, !executing, head < pending.count, pending[head]?.work === work else {
             condition.unlock()
             return
         }
         let item = take()
         condition.unlock()
-        execute(item)
+        execute(item, onCommThread: false)
     }
 
     /// Whether waiting threads may run ops themselves (off when MPI grants less than
@@ -103,7 +110,8 @@ final class CommQueue: @unchecked Sendable {
 
     /// Pops the head item and marks the queue busy; lock held by the caller.
     private func take() -> Item {
-        let item = pending[head]
+        let item = pending[head]!
+        pending[head] = nil
         head += 1
         if head > 64 && head * 2 > pending.count {
             pending.removeFirst(head)
@@ -114,7 +122,7 @@ final class CommQueue: @unchecked Sendable {
     }
 
     /// Runs one item (poisoned queues fail it fast), then marks the queue idle.
-    private func execute(_ item: Item) {
+    private func execute(_ item: Item, onCommThread: Bool) {
         condition.lock()
         let poisoned = poison
         condition.unlock()
@@ -122,8 +130,11 @@ final class CommQueue: @unchecked Sendable {
         if let poisoned {
             failure = CollectiveError.poisoned(rank: rank, op: item.context.op, firstError: poisoned)
         } else {
-            do { try item.body(item.context) } catch { failure = error }
+            var context = item.context
+            context.onCommThread = onCommThread
+            do { try item.body?(context) } catch { failure = error }
         }
+        item.body = nil
         condition.lock()
         if let failure, poisoned == nil, poison == nil { poison = String(describing: failure) }
         executing = false
@@ -140,7 +151,7 @@ final class CommQueue: @unchecked Sendable {
             if head == pending.count { condition.unlock(); return }
             let item = take()
             condition.unlock()
-            execute(item)
+            execute(item, onCommThread: true)
         }
     }
 }
@@ -153,4 +164,7 @@ struct OpContext: Sendable {
     /// The collective channel (collective sequence number), -1 for point-to-point.
     let channel: Int
     let step: Int
+    /// True when the group's communication thread runs the op (an async op overlapping
+    /// the caller's compute); false when the caller runs it while blocked in `wait()`.
+    var onCommThread = false
 }

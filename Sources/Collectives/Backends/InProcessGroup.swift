@@ -34,19 +34,34 @@ public final class InProcessWorld: @unchecked Sendable {
         let groups = world.makeGroups(timeout: timeout)
         let results = ResultSlots<T>(count: size)
         let done = DispatchGroup()
+        // The threads reach `body` only through `holder`, which this thread empties after
+        // they finished: whatever `body` captured is released here, before `run` returns,
+        // not later by an exiting thread (memory measurements after `run` stay exact).
+        let holder = BodyHolder(body)
         for g in groups {
             done.enter()
             let t = Thread {
-                defer { done.leave() }
-                do { results.set(g.rank, .success(try body(g))) } catch { results.set(g.rank, .failure(error)) }
+                do { results.set(g.rank, .success(try holder.call(g))) } catch { results.set(g.rank, .failure(error)) }
+                done.leave()
             }
             t.stackSize = 8 << 20
             t.start()
         }
         done.wait()
+        holder.clear()
         for g in groups { g.shutdown() }
         return try results.values()
     }
+}
+
+/// The body of `InProcessWorld.run`, shared by the rank threads until `clear()`.
+/// `@unchecked Sendable`: `body` is read by the rank threads and cleared by the caller
+/// only after all of them finished (ordered by the DispatchGroup).
+private final class BodyHolder<T>: @unchecked Sendable {
+    private var body: (@Sendable (InProcessGroup) throws -> T)?
+    init(_ body: @escaping @Sendable (InProcessGroup) throws -> T) { self.body = body }
+    func call(_ g: InProcessGroup) throws -> T { try body!(g) }
+    func clear() { body = nil }
 }
 
 /// Per-rank result slots for `InProcessWorld.run`.

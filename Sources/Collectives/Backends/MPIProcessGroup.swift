@@ -367,6 +367,10 @@ struct MPITransport: Transport {
             }
             if flag != 0 { break }
             spins += 1
+            // On the communication thread the caller computes meanwhile: poll politely
+            // (yield every 64 polls), so the spinning does not take the core the two
+            // ranks' compute threads need on an oversubscribed machine (FSDP prefetch).
+            if context.onCommThread && spins & 63 == 0 { sched_yield() }
             if spins & 1023 == 0 {
                 if deadline.passed {
                     throw CollectiveError.timeout(rank: rank, peer: request.peer, op: context.op, sequence: context.sequence, step: context.step, seconds: timeout)
