@@ -1,4 +1,7 @@
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Matrix products through OpenBLAS's CBLAS interface.
 ///
@@ -117,4 +120,33 @@ public enum BlasInfo {
     public static var threads: Int { Int(openblas_get_num_threads()) }
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
     public static var coreName: String { String(cString: openblas_get_corename()) }
+
+    /// How long OpenBLAS's idle worker threads spin before they sleep: about 2^exponent
+    /// CPU cycles (OpenBLAS clamps to 4...30; its default is 28, a ~0.1 s spin after every
+    /// threaded GEMM). Loom's own workers run the convolutions while OpenBLAS's threads
+    /// wait for their next GEMM: spinning (with `sched_yield`) they took the cores from
+    /// Loom's workers, and a `perf` of lenet5 training showed a third of the CPU in the
+    /// scheduler. The `loom` executable sets `OPENBLAS_THREAD_TIMEOUT` (when the user has
+    /// not) and calls this at start. Restarts OpenBLAS's thread pool: call it while no
+    /// BLAS call runs. Returns false when the loaded BLAS does not expose the OpenBLAS
+    /// pthread entry points (then nothing changes).
+    ///
+    /// OpenBLAS reads the value from `OPENBLAS_THREAD_TIMEOUT` when it starts its threads,
+    /// so this sets the variable, has OpenBLAS re-read its environment and restarts the pool.
+    @discardableResult
+    public static func setThreadTimeout(exponent: Int) -> Bool {
+        precondition((4...30).contains(exponent), "BlasInfo.setThreadTimeout: exponent \(exponent) must be in 4...30")
+        typealias Void0 = @convention(c) () -> Void
+        typealias Int0 = @convention(c) () -> Int32
+        let handle = UnsafeMutableRawPointer(bitPattern: 0)  // RTLD_DEFAULT
+        guard let readEnv = dlsym(handle, "openblas_read_env"), let shutdown = dlsym(handle, "blas_thread_shutdown_"),
+              let initialize = dlsym(handle, "blas_thread_init") else { return false }
+        setenv("OPENBLAS_THREAD_TIMEOUT", String(exponent), 1)
+        let threads = BlasInfo.threads
+        unsafeBitCast(readEnv, to: Void0.self)()
+        _ = unsafeBitCast(shutdown, to: Int0.self)()
+        _ = unsafeBitCast(initialize, to: Int0.self)()
+        setThreads(threads)
+        return true
+    }
 }

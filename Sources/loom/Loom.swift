@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TensorCore
 import TensorKernels
 
@@ -16,8 +17,14 @@ struct Loom: ParsableCommand {
     /// mapped and page-faulted in afresh each time (`SystemAllocator`).
     static func main() {
         SystemAllocator.keepLargeBlocksInHeap()
+        // OpenBLAS's idle threads sleep soon instead of spinning ~0.1 s after each GEMM
+        // (BlasInfo.setThreadTimeout); a value the user set in the environment wins.
+        if getenv("OPENBLAS_THREAD_TIMEOUT") == nil { BlasInfo.setThreadTimeout(exponent: defaultBlasThreadTimeout) }
         main(nil)
     }
+
+    /// OpenBLAS idle-spin exponent the `loom` executable sets (see `BlasInfo.setThreadTimeout`).
+    static let defaultBlasThreadTimeout = 14
 }
 
 /// `loom ops`: the op catalogue with dtypes.
