@@ -71,6 +71,34 @@ public enum Conv2dDirect {
             let blocks = (outChannels + Conv2dDirect.channelBlock - 1) / Conv2dDirect.channelBlock
             packedWeights = blocks * Conv2dDirect.channelBlock * g.colRows
         }
+
+        /// Offsets on the padded planes of every (channel, tap) entry, in weight order
+        /// (`c·plane + i·dh·Wp + j·dw`), followed by zeros up to `count` entries.
+        @inlinable
+        func entryOffsets(_ g: Conv2dGeometry, count: Int) -> [Int] {
+            var offsets = [Int](repeating: 0, count: max(count, g.colRows))
+            let taps = g.kernelH * g.kernelW
+            for c in 0..<g.channels {
+                for i in 0..<g.kernelH {
+                    for j in 0..<g.kernelW { offsets[c * taps + i * g.kernelW + j] = c * plane + i * g.dilationH * wp + j * g.dilationW }
+                }
+            }
+            return offsets
+        }
+
+        /// Writes the zero-padded copy of one image (`[C, H, W]`) as `C` planes of `plane`
+        /// elements into `padded`.
+        @inlinable
+        func pad(_ image: UnsafePointer<Float>, _ g: Conv2dGeometry, into padded: UnsafeMutablePointer<Float>) {
+            let HW = g.height * g.width
+            for c in 0..<g.channels {
+                let dst = padded + c * plane
+                dst.update(repeating: 0, count: plane)
+                for h in 0..<g.height {
+                    (dst + (h + g.padH) * wp + g.padW).update(from: image + c * HW + h * g.width, count: g.width)
+                }
+            }
+        }
     }
 
     /// Scratch elements one worker needs for this layer: packed weights, the padded image
@@ -89,7 +117,7 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
                          output: UnsafeMutablePointer<Float>, images: Range<Int>, outChannels O: Int,
                          geometry g: Conv2dGeometry, scratch: UnsafeMutablePointer<Float>) {
     let l = Conv2dDirect.Layout(g, outChannels: O)
-    let C = g.channels, K = g.colRows, taps = g.kernelH * g.kernelW
+    let C = g.channels, K = g.colRows
     let CB = Conv2dDirect.channelBlock, R = Conv2dDirect.run
     let packed = scratch, padded = scratch + l.packedWeights, results = padded + C * l.plane
     // Weights as [block][c][tap][4 channels], zero for channels past O.
@@ -102,25 +130,11 @@ func conv2dDirectForward(input: UnsafePointer<Float>, weight: UnsafePointer<Floa
             }
         }
     }
-    // Offsets of every (channel, tap) entry on the padded planes, in weight order.
-    var offsets = [Int](repeating: 0, count: K)
-    for c in 0..<C {
-        for i in 0..<g.kernelH {
-            for j in 0..<g.kernelW { offsets[c * taps + i * g.kernelW + j] = c * l.plane + i * g.dilationH * l.wp + j * g.dilationW }
-        }
-    }
+    let offsets = l.entryOffsets(g, count: K)
     let HW = g.height * g.width, OHW = g.outH * g.outW, rowLen = l.runs * R
     offsets.withUnsafeBufferPointer { offs in
         for n in images {
-            let img = input + n * C * HW
-            // Zero-padded copy of the image.
-            for c in 0..<C {
-                let dst = padded + c * l.plane
-                dst.update(repeating: 0, count: l.plane)
-                for h in 0..<g.height {
-                    (dst + (h + g.padH) * l.wp + g.padW).update(from: img + c * HW + h * g.width, count: g.width)
-                }
-            }
+            l.pad(input + n * C * HW, g, into: padded)
             // Runs outer, channel blocks inner: the input window of one run (a few rows of
             // every channel) stays in L1 while all blocks use it.
             for r in 0..<l.runs {
@@ -323,27 +337,13 @@ func conv2dDirectWeightGradient(input: UnsafePointer<Float>, gradOutput: UnsafeP
     let oPad = (O + 7) / 8 * 8, kPad = (K + KE - 1) / KE * KE
     let padded = scratch
     let dyT = conv2dAlign32(padded + C * l.plane)
-    // Entry offsets on the padded planes; entries past K read offset 0 and are dropped.
-    var offsets = [Int](repeating: 0, count: kPad)
-    for c in 0..<C {
-        for i in 0..<g.kernelH {
-            for j in 0..<g.kernelW {
-                offsets[(c * g.kernelH + i) * g.kernelW + j] = c * l.plane + i * g.dilationH * l.wp + j * g.dilationW
-            }
-        }
-    }
+    // Entries past K read offset 0 and are dropped.
+    let offsets = l.entryOffsets(g, count: kPad)
     let HW = g.height * g.width, OHW = g.outH * g.outW
     let segmentRows = max(1, Conv2dDirect.weightSegment / max(g.outW, 1))
     offsets.withUnsafeBufferPointer { offs in
         for n in images {
-            let img = input + n * C * HW
-            for c in 0..<C {
-                let dst = padded + c * l.plane
-                dst.update(repeating: 0, count: l.plane)
-                for h in 0..<g.height {
-                    (dst + (h + g.padH) * l.wp + g.padW).update(from: img + c * HW + h * g.width, count: g.width)
-                }
-            }
+            l.pad(input + n * C * HW, g, into: padded)
             // dY of this image as [position, channel], channels past O zero.
             let dy = gradOutput + n * O * OHW
             if oPad > O {
