@@ -175,7 +175,8 @@ func maxPool2x2Forward<T: BinaryFloatingPoint>(
 /// candidates are compared with vector selects in the scalar loop's order (first wins ties,
 /// NaN wins), so the result and the indices are the scalar loop's. The scalar loop's
 /// data-dependent branches mispredicted on random activations (5% of a convnet-bn step).
-/// A row's last outputs (fewer than eight) go through a zero-padded copy of their windows.
+/// A row's last outputs (fewer than eight) read whole vectors too (the extra lanes are
+/// dropped) unless that would read past the input; then a zero-padded copy of their windows.
 @inlinable
 func maxPool2x2ForwardFloat(
     _ input: UnsafePointer<Float>, planes: Int, geometry g: Pool2dGeometry,
@@ -200,6 +201,7 @@ func maxPool2x2ForwardFloat(
         return (best, code)
     }
     let lanes2 = SIMD8<Int64>(0, 2, 4, 6, 8, 10, 12, 14)
+    let end = input + planes * g.inputPlane
     parallelChunks(count: planes, grain: poolGrain(g)) { range in
         let W = g.width, OW = g.outW, full = OW / 8 * 8
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { tail in
@@ -221,11 +223,18 @@ func maxPool2x2ForwardFloat(
                         ow += 8
                     }
                     if ow < OW {
-                        let n = 2 * (OW - ow)
-                        t0.update(repeating: 0, count: 32)
-                        t0.update(from: r0 + 2 * ow, count: n)
-                        t1.update(from: r1 + 2 * ow, count: n)
-                        let (best, code) = block(t0, t1)
+                        // Whole vectors when their reads stay inside the input (the lanes
+                        // past the row are computed and dropped), else a zero-padded copy.
+                        let (best, code): (V, SIMD8<Int32>)
+                        if r1 + 2 * ow + 16 <= end {
+                            (best, code) = block(r0 + 2 * ow, r1 + 2 * ow)
+                        } else {
+                            let n = 2 * (OW - ow)
+                            t0.update(repeating: 0, count: 32)
+                            t0.update(from: r0 + 2 * ow, count: n)
+                            t1.update(from: r1 + 2 * ow, count: n)
+                            (best, code) = block(t0, t1)
+                        }
                         for j in 0..<(OW - ow) {
                             dst[ow + j] = best[j]
                             idx[ow + j] = base + Int64(2 * (ow + j)) + Int64(code[j] & 1) + Int64(code[j] >> 1) * Int64(W)

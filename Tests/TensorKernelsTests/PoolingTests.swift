@@ -159,6 +159,39 @@ final class PoolingTests: XCTestCase {
         }
     }
 
+    /// The Float32 2x2/stride-2 path (vector selects; full vectors, tails read as whole
+    /// vectors inside the input, tails at the end of the input through a padded copy)
+    /// against the scalar loop the Double path runs: the same maxima and indices, with many
+    /// ties (values from a set of five) and NaNs and infinities sprinkled in.
+    func testMaxPool2x2Float32MatchesTheScalarLoop() {
+        var rng = ConvPoolRNG(seed: 23)
+        let shapes = [(3, 20, 20), (2, 10, 34), (64, 28, 28), (3, 5, 7), (16, 10, 10), (1, 2, 2), (2, 3, 33), (6, 28, 28)]
+        for (planes, h, w) in shapes {
+            let g = Pool2dGeometry(height: h, width: w, kernel: (2, 2), stride: (2, 2))
+            let n = planes * h * w, outCount = planes * g.outH * g.outW
+            let special: [Double] = [.nan, .infinity, -.infinity]
+            let x: [Double] = rng.array(n).map { v in
+                let r = (v + 1) / 2  // [0, 1)
+                if r < 0.03 { return special[Int(r * 100) % 3] }
+                return Double(Int(r * 5))  // ties
+            }
+            var expected = [Double](repeating: 0, count: outCount), expectedIdx = [Int64](repeating: 0, count: outCount)
+            maxPool2dForward(x, planes: planes, geometry: g, &expected, indices: &expectedIdx)
+            let xf = x.map { Float($0) }
+            var y = [Float](repeating: 7, count: outCount + 1), idx = [Int64](repeating: -7, count: outCount + 1)
+            y.withUnsafeMutableBufferPointer { yp in idx.withUnsafeMutableBufferPointer { ip in
+                maxPool2dForward(xf, planes: planes, geometry: g, yp.baseAddress!, indices: ip.baseAddress!)
+            } }
+            XCTAssertEqual(y.last, 7, "wrote past the output \(planes)x\(h)x\(w)")
+            XCTAssertEqual(idx.last, -7, "wrote past the indices \(planes)x\(h)x\(w)")
+            XCTAssertEqual(Array(idx.dropLast()), expectedIdx, "indices \(planes)x\(h)x\(w)")
+            for k in 0..<outCount {
+                let e = expected[k], v = Double(y[k])
+                XCTAssertTrue(e.isNaN ? v.isNaN : v == e, "value \(k): \(v) vs \(e), \(planes)x\(h)x\(w)")
+            }
+        }
+    }
+
     func testMaxPoolTiesNaNAndInfinities() {
         // Ties: the first element of the window in row-major order wins.
         let g = Pool2dGeometry(height: 4, width: 4, kernel: (2, 2), stride: (2, 2))
