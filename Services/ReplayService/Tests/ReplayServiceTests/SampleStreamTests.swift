@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 @testable import ReplayClient
 @testable import ReplayService
 import ReplayServiceProto
@@ -72,6 +73,22 @@ final class SampleStreamTests: XCTestCase {
             }
         }
         XCTAssertEqual(try SampleWire.decode([UInt8](), table: "t").count, 0)
+
+        // The transport's own bytes (a ByteBuffer written through `_copyContents`), the
+        // encoder's iterator, and a copy into a buffer too small for it give the same bytes.
+        let nio: GRPCNIOTransportBytes = SampleWire.encode(samples)
+        XCTAssertEqual(nio.withUnsafeBytes { Array($0) }, wire)
+        let encoded = EncodedSamples(samples)
+        XCTAssertEqual(encoded.underestimatedCount, wire.count)
+        XCTAssertEqual(Array(IteratorSequence(encoded.makeIterator())), wire)
+        let short = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 10)
+        defer { short.deallocate() }
+        var copied = encoded._copyContents(initializing: short)
+        XCTAssertEqual(copied.1, 10)
+        var tail: [UInt8] = []
+        while let b = copied.0.next() { tail.append(b) }
+        XCTAssertEqual(Array(short) + tail, wire)
+        XCTAssertEqual(SampleWire.encode([]) as [UInt8], [])
     }
 
     /// Small items of one response decode into views of one shared tensor per column, with
