@@ -21,12 +21,25 @@ public final class ReplayClient: Sendable {
     let options: CallOptions
     /// `host:port (plaintext|TLS)`, for error messages.
     let endpoint: String
+    /// What `init` was given (for `connect()`).
+    private let settings: Settings
     private let connections: Task<Void, Never>
+
+    private struct Settings: Sendable {
+        var host: String
+        var port: Int
+        var token: String?
+        var tls: ReplayClientTLS?
+        var tuning: ReplayConnectionTuning
+    }
 
     /// A client of the service at `host:port` (an IPv4 or IPv6 address or a DNS name),
     /// sending `authorization: Bearer <token>` with every call when `token` is set, over TLS
-    /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise).
-    public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil) throws {
+    /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise), with
+    /// `tuning`'s HTTP/2 and socket settings.
+    public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil,
+                tuning: ReplayConnectionTuning = .default) throws {
+        settings = Settings(host: host, port: port, token: token, tls: tls, tuning: tuning)
         let target: any ResolvableTarget
         if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
             target = ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
@@ -41,8 +54,10 @@ public final class ReplayClient: Sendable {
             // bounded calls), so the window only has to keep large responses (a batch of
             // 256 frames is 7 MiB) from stalling on flow-control round trips: 2 MiB took
             // four WINDOW_UPDATE round trips per such batch.
-            c.http2.maxFrameSize = 1 << 20
-            c.http2.targetWindowSize = 16 << 20
+            c.http2.maxFrameSize = tuning.maxFrameSize
+            c.http2.targetWindowSize = tuning.targetWindowSize
+            if !tuning.flushCoalescing { c.connection.flushCoalescing = nil }
+            c.channelDebuggingCallbacks.onCreateTCPConnection = { tuning.configure($0) }
         }
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
                                                        config: config)
@@ -60,6 +75,14 @@ public final class ReplayClient: Sendable {
         options = opts
         endpoint = "\(host):\(port) (\(tls == nil ? "plaintext" : "TLS"))"
         connections = Task { try? await grpc.runConnections() }
+    }
+
+    /// Another client of the same server with the same token, TLS and tuning: its own
+    /// HTTP/2 connection (its own NIO event loop on both sides), so calls on it do not
+    /// share one connection's event loop with this client's. Close it when done.
+    public func connect() throws -> ReplayClient {
+        try ReplayClient(host: settings.host, port: settings.port, token: settings.token, tls: settings.tls,
+                         tuning: settings.tuning)
     }
 
     /// Stops the connection (in-flight calls finish first).
