@@ -57,6 +57,12 @@ public struct ReplayItem: Sendable {
     /// The trajectory of column `index`: a tensor of shape `[length, ...]` (a view of the
     /// chunk when the trajectory lies in one chunk, otherwise a concatenated copy).
     public func column(_ index: Int) -> Tensor {
+        // One chunk holds the whole trajectory (the common case, and every sampled item a
+        // client decodes): that chunk's column, or a view of its rows; no list of parts.
+        if let first = chunks.first, offset + length <= first.length {
+            let column = first.columns[index]
+            return offset == 0 && length == first.length ? column : column.narrowed(dim: 0, start: offset, length: length)
+        }
         var parts: [Tensor] = []
         var skip = offset
         var remaining = length

@@ -151,6 +151,25 @@ final class ReplayTableTests: XCTestCase {
         XCTAssertEqual(t.counters, RateLimiterCounters())
     }
 
+    /// `ReplayItem.column`: a trajectory that is exactly one chunk is that chunk's column
+    /// (same storage and shape); one starting in a later chunk, or spanning two, has the
+    /// right rows.
+    func testItemColumnWholeChunkAndLaterChunk() throws {
+        let c1 = floatChunk(1, steps: 4, width: 2, base: 0)    // values 0..7
+        let c2 = floatChunk(2, steps: 4, width: 2, base: 8)    // values 8..15
+        let whole = ReplayItem(key: 1, table: "t", priority: 1, chunks: [c1])
+        XCTAssertEqual(whole.column(0).shape, [4, 2])
+        XCTAssert(whole.column(0).storageBlock === c1.columns[0].storageBlock)
+        XCTAssertEqual(whole.column(0).scalars(as: Float.self), (0..<8).map(Float.init))
+        let later = ReplayItem(key: 2, table: "t", priority: 1, chunks: [c1, c2], offset: 5, length: 2)
+        XCTAssertEqual(later.column(0).shape, [2, 2])
+        XCTAssertEqual(later.column(0).scalars(as: Float.self), [10, 11, 12, 13])
+        let spanning = ReplayItem(key: 3, table: "t", priority: 1, chunks: [c1, c2], offset: 3, length: 2)
+        XCTAssertEqual(spanning.column(0).scalars(as: Float.self), [6, 7, 8, 9])
+        let tail = ReplayItem(key: 4, table: "t", priority: 1, chunks: [c1], offset: 2, length: 2)
+        XCTAssertEqual(tail.column(0).scalars(as: Float.self), [4, 5, 6, 7])
+    }
+
     func testChunkIsFreedWhenTheLastItemGoes() throws {
         let t = makeTable(sampler: .fifo)
         weak var weakChunk: Chunk?

@@ -37,7 +37,7 @@ public final class InsertStream: Sendable {
         func withLock<R>(_ body: (inout State) -> R) -> R { mutex.withLock { body(&$0) } }
     }
 
-    init(client: ReplayClient, capacity: Int) {
+    init(client: ReplayClient, capacity: Int, deadline: Duration? = nil) {
         let (stream, input) = AsyncStream<Loom_Replay_InsertRequest>.makeStream()
         let state = StateBox()
         self.input = input
@@ -69,10 +69,10 @@ public final class InsertStream: Sendable {
                 release(false)
             }
         }
-        let options = client.options
+        let options = client.options(deadline: deadline)
         call = Task {
             defer { release(true) }
-            try await client.call("insert") {
+            try await client.call("insert", deadline: deadline) {
                 try await client.grpc.bidirectionalStreaming(
                     request: request,
                     descriptor: Loom_Replay_ReplayService.Method.InsertStream.descriptor,

@@ -21,12 +21,25 @@ public final class ReplayClient: Sendable {
     let options: CallOptions
     /// `host:port (plaintext|TLS)`, for error messages.
     let endpoint: String
+    /// What `init` was given (for `connect()`).
+    private let settings: Settings
     private let connections: Task<Void, Never>
+
+    private struct Settings: Sendable {
+        var host: String
+        var port: Int
+        var token: String?
+        var tls: ReplayClientTLS?
+        var tuning: ReplayConnectionTuning
+    }
 
     /// A client of the service at `host:port` (an IPv4 or IPv6 address or a DNS name),
     /// sending `authorization: Bearer <token>` with every call when `token` is set, over TLS
-    /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise).
-    public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil) throws {
+    /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise), with
+    /// `tuning`'s HTTP/2 and socket settings.
+    public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil,
+                tuning: ReplayConnectionTuning = .default) throws {
+        settings = Settings(host: host, port: port, token: token, tls: tls, tuning: tuning)
         let target: any ResolvableTarget
         if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
             target = ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
@@ -41,8 +54,10 @@ public final class ReplayClient: Sendable {
             // bounded calls), so the window only has to keep large responses (a batch of
             // 256 frames is 7 MiB) from stalling on flow-control round trips: 2 MiB took
             // four WINDOW_UPDATE round trips per such batch.
-            c.http2.maxFrameSize = 1 << 20
-            c.http2.targetWindowSize = 16 << 20
+            c.http2.maxFrameSize = tuning.maxFrameSize
+            c.http2.targetWindowSize = tuning.targetWindowSize
+            if !tuning.flushCoalescing { c.connection.flushCoalescing = nil }
+            c.channelDebuggingCallbacks.onCreateTCPConnection = { tuning.configure($0) }
         }
         let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
                                                        config: config)
@@ -62,45 +77,68 @@ public final class ReplayClient: Sendable {
         connections = Task { try? await grpc.runConnections() }
     }
 
+    /// Another client of the same server with the same token, TLS and tuning: its own
+    /// HTTP/2 connection (its own NIO event loop on both sides), so calls on it do not
+    /// share one connection's event loop with this client's. Close it when done.
+    public func connect() throws -> ReplayClient {
+        try ReplayClient(host: settings.host, port: settings.port, token: settings.token, tls: settings.tls,
+                         tuning: settings.tuning)
+    }
+
     /// Stops the connection (in-flight calls finish first).
     public func close() async {
         grpc.beginGracefulShutdown()
         await connections.value
     }
 
+    /// This client's call options with `deadline` as the gRPC call timeout (nil: none).
+    func options(deadline: Duration?) -> CallOptions {
+        var o = options
+        if let deadline { o.timeout = deadline }
+        return o
+    }
+
     /// Runs one RPC; an `unavailable` error gets a message that names the endpoint and the
-    /// likely causes.
-    func call<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    /// likely causes, and a `deadlineExceeded` one names the call's `deadline` (when set).
+    func call<T>(_ what: String, deadline: Duration? = nil, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RPCError where error.code == .unavailable {
             throw RPCError(code: .unavailable,
                            message: "\(what): cannot reach the replay service at \(endpoint) (is it running, and do client and server agree on TLS? a TLS server needs ReplayClient(tls:), a plaintext one none); transport:",
                            cause: error)
+        } catch let error as RPCError where error.code == .deadlineExceeded && deadline != nil {
+            throw RPCError(code: .deadlineExceeded,
+                           message: "\(what): call deadline of \(deadline!) exceeded (\(error.message))", cause: error)
         }
     }
 
     /// Sends `requests` on one Insert stream; returns how many items the server inserted.
-    public func insert(_ requests: [Loom_Replay_InsertRequest]) async throws -> UInt64 {
-        try await call("insert") {
-            try await stub.insert(metadata: metadata, options: options) { writer in
+    /// `deadline`: gRPC call deadline (the whole call; nil = none); past it the call fails
+    /// with `deadlineExceeded` and the server stops waiting for it.
+    public func insert(_ requests: [Loom_Replay_InsertRequest], deadline: Duration? = nil) async throws -> UInt64 {
+        try await call("insert", deadline: deadline) {
+            try await stub.insert(metadata: metadata, options: options(deadline: deadline)) { writer in
                 for r in requests { try await writer.write(r) }
             }.itemsInserted
         }
     }
 
     /// Opens an Insert stream to which messages are sent as they are ready (several in
-    /// flight); `finish()` ends it and returns the number of items inserted.
-    public func openInsertStream(maxQueuedMessages: Int = 8) -> InsertStream {
-        InsertStream(client: self, capacity: maxQueuedMessages)
+    /// flight); `finish()` ends it and returns the number of items inserted. `deadline`:
+    /// gRPC deadline of the whole stream (nil = none).
+    public func openInsertStream(maxQueuedMessages: Int = 8, deadline: Duration? = nil) -> InsertStream {
+        InsertStream(client: self, capacity: maxQueuedMessages, deadline: deadline)
     }
 
     /// Samples `count` items of `table` in batches of up to `batchSize` (0 = one batch),
-    /// each batch waiting at most `timeout` (nil = forever). Items come back with one chunk
-    /// holding their trajectory.
-    public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil) async throws -> [ReplaySample] {
+    /// each batch waiting at most `timeout` for the rate limiter (nil = forever; sent as
+    /// `timeout_ms`), the whole call at most `deadline` (gRPC call deadline; nil = none).
+    /// Items come back with one chunk holding their trajectory.
+    public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil,
+                       deadline: Duration? = nil) async throws -> [ReplaySample] {
         let all = SampleCollector()
-        try await sample(table: table, count: count, batchSize: batchSize, timeout: timeout) { batch in
+        try await sample(table: table, count: count, batchSize: batchSize, timeout: timeout, deadline: deadline) { batch in
             all.append(batch)
             return true
         }
@@ -110,19 +148,20 @@ public final class ReplayClient: Sendable {
     /// Streams up to `count` samples of `table` in batches of up to `batchSize` (0 = one
     /// batch), calling `onBatch` with each decoded batch as it arrives; `onBatch` returns
     /// false to stop early (the call is then cancelled). Each batch waits at most `timeout`
-    /// for the rate limiter (nil = forever).
+    /// for the rate limiter (nil = forever); the whole call ends at `deadline` (gRPC call
+    /// deadline, nil = none) with `deadlineExceeded`.
     ///
     /// Responses are decoded by `SampleBatchDeserializer` straight from the message bytes
     /// (one copy of each column into tensor storage), on the task reading the stream.
-    public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil,
+    public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil, deadline: Duration? = nil,
                        onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
         var request = Loom_Replay_SampleRequest()
         request.table = table
         request.numSamples = Int64(count)
         request.flexibleBatchSize = Int64(batchSize)
         request.timeoutMs = timeout.map(Self.milliseconds) ?? 0
-        let options = self.options
-        try await call("sample from '\(table)'") {
+        let options = options(deadline: deadline)
+        try await call("sample from '\(table)'", deadline: deadline) {
             try await grpc.serverStreaming(
                 request: ClientRequest(message: request, metadata: metadata),
                 descriptor: Loom_Replay_ReplayService.Method.Sample.descriptor,
@@ -143,12 +182,13 @@ public final class ReplayClient: Sendable {
     /// answers what was asked and ends the call. Responses of up to `flexibleBatchSize`
     /// items (0 = each request in one response) are decoded straight from the message bytes
     /// and passed to `onBatch` as they arrive. Each response waits at most `timeout` for the
-    /// rate limiter (nil = forever). Returns when the call ended.
+    /// rate limiter (nil = forever); the whole call ends at `deadline` (gRPC call deadline,
+    /// nil = none) with `deadlineExceeded`. Returns when the call ended.
     ///
     /// `more()` runs concurrently with `onBatch` and should wait until the consumer has room
     /// (one that never waits floods the call with requests). When the call fails, a `more()`
     /// still waiting is cancelled (its task is), so it must return promptly on cancellation.
-    public func sampleStream(table: String, flexibleBatchSize: Int = 0, timeout: Duration? = nil,
+    public func sampleStream(table: String, flexibleBatchSize: Int = 0, timeout: Duration? = nil, deadline: Duration? = nil,
                              more: @escaping @Sendable () async -> Int,
                              onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Void) async throws {
         var template = Loom_Replay_SampleRequest()
@@ -165,8 +205,8 @@ public final class ReplayClient: Sendable {
                 try await writer.write(r)
             }
         }
-        let options = self.options
-        try await call("sample stream from '\(table)'") {
+        let options = options(deadline: deadline)
+        try await call("sample stream from '\(table)'", deadline: deadline) {
             try await grpc.bidirectionalStreaming(
                 request: request,
                 descriptor: Loom_Replay_ReplayService.Method.SampleStream.descriptor,
@@ -179,8 +219,10 @@ public final class ReplayClient: Sendable {
         }
     }
 
-    /// Sets priorities of `updates` and deletes `deletes` in `table`.
-    public func mutatePriorities(table: String, updates: [(key: UInt64, priority: Double)] = [], deletes: [UInt64] = []) async throws {
+    /// Sets priorities of `updates` and deletes `deletes` in `table` (`deadline`: gRPC call
+    /// deadline, nil = none).
+    public func mutatePriorities(table: String, updates: [(key: UInt64, priority: Double)] = [], deletes: [UInt64] = [],
+                                 deadline: Duration? = nil) async throws {
         var request = Loom_Replay_MutatePrioritiesRequest()
         request.table = table
         request.updates = updates.map { u in
@@ -190,29 +232,33 @@ public final class ReplayClient: Sendable {
             return kp
         }
         request.deletes = deletes
-        _ = try await call("mutate priorities of '\(table)'") {
-            try await stub.mutatePriorities(request, metadata: metadata, options: options)
+        _ = try await call("mutate priorities of '\(table)'", deadline: deadline) {
+            try await stub.mutatePriorities(request, metadata: metadata, options: options(deadline: deadline))
         }
     }
 
-    /// Empties `table`.
-    public func reset(table: String) async throws {
+    /// Empties `table` (`deadline`: gRPC call deadline, nil = none).
+    public func reset(table: String, deadline: Duration? = nil) async throws {
         var request = Loom_Replay_ResetRequest()
         request.table = table
-        _ = try await call("reset '\(table)'") { try await stub.reset(request, metadata: metadata, options: options) }
-    }
-
-    /// Sizes and counters of every table, in the server's config order.
-    public func serverInfo() async throws -> [Loom_Replay_TableInfo] {
-        try await call("server info") {
-            try await stub.serverInfo(Loom_Replay_ServerInfoRequest(), metadata: metadata, options: options).tables
+        _ = try await call("reset '\(table)'", deadline: deadline) {
+            try await stub.reset(request, metadata: metadata, options: options(deadline: deadline))
         }
     }
 
-    /// Asks the server to write a checkpoint; returns its directory.
-    public func checkpoint() async throws -> String {
-        try await call("checkpoint") {
-            try await stub.checkpoint(Loom_Replay_CheckpointRequest(), metadata: metadata, options: options).path
+    /// Sizes and counters of every table, in the server's config order (`deadline`: gRPC
+    /// call deadline, nil = none).
+    public func serverInfo(deadline: Duration? = nil) async throws -> [Loom_Replay_TableInfo] {
+        try await call("server info", deadline: deadline) {
+            try await stub.serverInfo(Loom_Replay_ServerInfoRequest(), metadata: metadata, options: options(deadline: deadline)).tables
+        }
+    }
+
+    /// Asks the server to write a checkpoint; returns its directory (`deadline`: gRPC call
+    /// deadline, nil = none).
+    public func checkpoint(deadline: Duration? = nil) async throws -> String {
+        try await call("checkpoint", deadline: deadline) {
+            try await stub.checkpoint(Loom_Replay_CheckpointRequest(), metadata: metadata, options: options(deadline: deadline)).path
         }
     }
 

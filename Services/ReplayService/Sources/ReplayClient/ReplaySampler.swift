@@ -46,8 +46,11 @@ public struct ReplaySampler: Sendable {
     /// several smaller ones. `onBatch` is called concurrently from the
     /// workers and returns false to stop its worker (the rest of that worker's current call
     /// is read and dropped, so the call ends normally). Returns when every worker stopped
-    /// or reached its share.
+    /// or reached its share. With `connectionPerWorker` (default), each worker opens its own
+    /// HTTP/2 connection (`ReplayClient.connect()`, closed when it ends) instead of sharing
+    /// this sampler's (see `samples(...)`).
     public func stream(workers: Int = 2, limit: Int = Int(Int32.max), samplesPerCall: Int? = nil,
+                       connectionPerWorker: Bool = true,
                        onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
         let workers = Swift.max(1, workers)
         let perCall = Swift.max(1, samplesPerCall ?? Swift.max(256, 8 * batchSize))
@@ -58,23 +61,40 @@ public struct ReplaySampler: Sendable {
                 let share = limit / workers + (w < limit % workers ? 1 : 0)
                 guard share > 0 else { continue }
                 group.addTask {
-                    let stopped = StopFlag()
-                    var remaining = share
-                    while remaining > 0 && !stopped.isSet {
-                        let n = Swift.min(perCall, remaining)
-                        let pending = BatchJoiner(capacity: batchSize)
-                        try await client.sample(table: table, count: n, batchSize: wireBatch, timeout: timeout) { response in
-                            if stopped.isSet { return true }  // drain
-                            guard let batch = pending.add(response) else { return true }
-                            if try await !onBatch(batch) { stopped.set() }
-                            return true
-                        }
-                        if !stopped.isSet, let rest = pending.flush(), try await !onBatch(rest) { stopped.set() }
-                        remaining -= n
+                    let own = connectionPerWorker ? try client.connect() : nil
+                    do {
+                        try await Self.work(client: own ?? client, table: table, share: share, perCall: perCall,
+                                            batchSize: batchSize, wireBatch: wireBatch, timeout: timeout, onBatch: onBatch)
+                    } catch {
+                        await own?.close()
+                        throw error
                     }
+                    await own?.close()
                 }
             }
             try await group.waitForAll()
+        }
+    }
+}
+
+extension ReplaySampler {
+    /// One worker of `stream`: Sample calls of `perCall` items back to back until `share`
+    /// samples were delivered or `onBatch` returned false.
+    private static func work(client: ReplayClient, table: String, share: Int, perCall: Int, batchSize: Int, wireBatch: Int,
+                             timeout: Duration?, onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
+        let stopped = StopFlag()
+        var remaining = share
+        while remaining > 0 && !stopped.isSet {
+            let n = Swift.min(perCall, remaining)
+            let pending = BatchJoiner(capacity: batchSize)
+            try await client.sample(table: table, count: n, batchSize: wireBatch, timeout: timeout) { response in
+                if stopped.isSet { return true }  // drain
+                guard let batch = pending.add(response) else { return true }
+                if try await !onBatch(batch) { stopped.set() }
+                return true
+            }
+            if !stopped.isSet, let rest = pending.flush(), try await !onBatch(rest) { stopped.set() }
+            remaining -= n
         }
     }
 }

@@ -25,16 +25,19 @@ public final class ReplayServiceHost: Sendable {
     /// A server for `replay` on `host:port` (port 0 picks a free port); with a `token`,
     /// calls without `authorization: Bearer <token>` are refused; `checkpointRoot` enables
     /// the `Checkpoint` RPC; `tls` serves TLS only (plaintext clients are refused);
-    /// `metrics` is updated on every insert and sample.
+    /// `metrics` is updated on every insert and sample; `tuning`: HTTP/2 and socket settings.
     public init(replay: ReplayServer, host: String = "127.0.0.1", port: Int = 0, token: String? = nil,
-                checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil, metrics: ReplayMetrics? = nil) {
+                checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil, metrics: ReplayMetrics? = nil,
+                tuning: ReplayConnectionTuning = .default) {
         self.replay = replay
         self.metrics = metrics
         let config = HTTP2ServerTransport.Posix.Config.defaults { c in
             c.rpc.maxRequestPayloadSize = Self.maxMessageBytes
             // Larger frames and windows: fewer flow-control round trips for frame payloads.
-            c.http2.maxFrameSize = 1 << 20
-            c.http2.targetWindowSize = 16 << 20
+            c.http2.maxFrameSize = tuning.maxFrameSize
+            c.http2.targetWindowSize = tuning.targetWindowSize
+            if !tuning.flushCoalescing { c.connection.flushCoalescing = nil }
+            c.channelDebuggingCallbacks.onAcceptTCPConnection = { tuning.configure($0) }
         }
         let address: GRPCNIOTransportCore.SocketAddress = host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
         let transport = HTTP2ServerTransport.Posix(address: address,

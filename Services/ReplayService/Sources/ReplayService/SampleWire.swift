@@ -36,7 +36,15 @@ public enum SampleWire {
     /// Column bytes are copied straight from the chunks' tensor storage (the rows of the
     /// item's step range, chunk by chunk): no per-column tensor view or concatenation.
     public static func encode<Bytes: GRPCContiguousBytes>(_ samples: [ReplaySample]) -> Bytes {
-        // Pass 1: sizes.
+        // The bytes are written straight into the new buffer (`EncodedSamples` writes in
+        // `_copyContents`): no zero-fill pass over a megabyte response first, as
+        // `Bytes(repeating:count:)` would need.
+        Bytes(EncodedSamples(samples))
+    }
+
+    /// Pass 1 of encoding: each item's encoded size (without its own tag and length) and the
+    /// response's total size.
+    static func sizes(_ samples: [ReplaySample]) -> (items: [Int], total: Int) {
         var itemSizes: [Int] = []
         itemSizes.reserveCapacity(samples.count)
         var total = 0
@@ -50,25 +58,27 @@ public enum SampleWire {
             itemSizes.append(size)
             total += 1 + varintSize(UInt64(size)) + size
         }
-        // Pass 2: write. One copy of each column's bytes.
-        var bytes = Bytes(repeating: 0, count: total)
-        bytes.withUnsafeMutableBytes { buffer in
-            var w = Writer(base: buffer.baseAddress!, end: buffer.count)
-            for (i, s) in samples.enumerated() {
-                w.tag(1, .lengthDelimited)
-                w.varint(UInt64(itemSizes[i]))
-                w.tag(1, .lengthDelimited)
-                w.varint(UInt64(infoSize(s.info)))
-                writeInfo(s.info, &w)
-                for c in 0..<s.item.columnCount {
-                    w.tag(2, .lengthDelimited)
-                    w.varint(UInt64(columnSize(s.item, c)))
-                    writeColumn(s.item, c, &w)
-                }
+        return (itemSizes, total)
+    }
+
+    /// Pass 2 of encoding: writes the response (`sizes` computed by `sizes`) into `buffer`,
+    /// which has exactly `total` bytes. One copy of each column's bytes.
+    static func write(_ samples: [ReplaySample], itemSizes: [Int], into buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count > 0 else { return }
+        var w = Writer(base: buffer.baseAddress!, end: buffer.count)
+        for (i, s) in samples.enumerated() {
+            w.tag(1, .lengthDelimited)
+            w.varint(UInt64(itemSizes[i]))
+            w.tag(1, .lengthDelimited)
+            w.varint(UInt64(infoSize(s.info)))
+            writeInfo(s.info, &w)
+            for c in 0..<s.item.columnCount {
+                w.tag(2, .lengthDelimited)
+                w.varint(UInt64(columnSize(s.item, c)))
+                writeColumn(s.item, c, &w)
             }
-            precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
         }
-        return bytes
+        precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
     }
 
     /// Bytes of one step of column `c` (every chunk of an item has the same step shape).
@@ -433,6 +443,44 @@ public enum SampleWire {
             case .lengthDelimited: _ = try lengthDelimited()
             }
         }
+    }
+}
+
+/// The encoded bytes of a `SampleResponse`, as a sequence that writes itself into the
+/// destination buffer: `_copyContents(initializing:)` (how `Array`, `ByteBuffer` and the other
+/// standard collections copy a sequence: `underestimatedCount` bytes, then the rest from the
+/// iterator) encodes straight into the buffer being initialised. The iterator (any other
+/// use) encodes into an array first and yields its bytes.
+struct EncodedSamples: Sequence {
+    let samples: [ReplaySample]
+    let itemSizes: [Int]
+    let total: Int
+
+    init(_ samples: [ReplaySample]) {
+        self.samples = samples
+        (itemSizes, total) = SampleWire.sizes(samples)
+    }
+
+    var underestimatedCount: Int { total }
+
+    func makeIterator() -> IndexingIterator<[UInt8]> {
+        var bytes = [UInt8](repeating: 0, count: total)
+        bytes.withUnsafeMutableBytes { SampleWire.write(samples, itemSizes: itemSizes, into: $0) }
+        return bytes.makeIterator()
+    }
+
+    func _copyContents(initializing buffer: UnsafeMutableBufferPointer<UInt8>) -> (IndexingIterator<[UInt8]>, Int) {
+        let done = [UInt8]().makeIterator()
+        guard buffer.count >= total else {
+            // Not room for all of it: the generic path (copies from the iterator).
+            var it = makeIterator()
+            var n = 0
+            while n < buffer.count, let b = it.next() { buffer[n] = b; n += 1 }
+            return (it, n)
+        }
+        SampleWire.write(samples, itemSizes: itemSizes,
+                         into: UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: total))
+        return (done, total)
     }
 }
 

@@ -14,7 +14,8 @@ import TensorCore
 /// from the server's confirmation at the end of the stream), `sample_b1` (samples/s consumed
 /// one at a time through `ReplaySamples`: 256 samples in flight on 2 SampleStream calls, responses
 /// of up to 64 items) and `sample_b256` (samples/s in batches of 256, 2 streams in flight;
-/// frames come in responses of 64 joined on the client).
+/// frames come in responses of 64 joined on the client); each sampling worker on its own
+/// connection (`--no-connection-per-worker`: all on the bench client's).
 /// Plus `ratio4` per payload: a SampleToInsertRatio(4) table with one inserter and one
 /// sampler process (`loom-replay bench-worker`), rates taken from the server's counters.
 struct Bench: AsyncParsableCommand {
@@ -54,10 +55,23 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("b1-flexible-batch"), help: "sample_b1: items per response message.")
     var b1FlexibleBatch: Int = 64
 
+    @Option(name: .customLong("b256-workers"), help: "sample_b256 (and the ratio4 sampler): Sample streams in flight.")
+    var b256Workers: Int = 2
+
+    @Option(name: .customLong("b256-response-items"), help: "sample_b256 (and the ratio4 sampler): items per response message (0: the payload's default, 256 for f32x100, 64 for frames).")
+    var b256ResponseItems: Int = 0
+
+    @Flag(name: .customLong("connection-per-worker"), inversion: .prefixedNo,
+          help: "Sampling workers open one connection each (default) instead of sharing the bench client's.")
+    var connectionPerWorker = true
+
     func validate() throws {
         guard seconds > 0 else { throw ValidationError("--seconds \(seconds): expected > 0") }
         guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected >= 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): expected >= 0") }
+        guard b256Workers >= 1, b256ResponseItems >= 0 else {
+            throw ValidationError("--b256-workers \(b256Workers), --b256-response-items \(b256ResponseItems): expected workers >= 1, response items >= 0")
+        }
         guard b1Workers >= 1, b1InFlight >= b1Workers, b1FlexibleBatch >= 1 else {
             throw ValidationError("--b1-workers \(b1Workers), --b1-in-flight \(b1InFlight), --b1-flexible-batch \(b1FlexibleBatch): expected workers >= 1, in-flight >= workers, flexible batch >= 1")
         }
@@ -119,11 +133,11 @@ struct Bench: AsyncParsableCommand {
                         }
                     }
                     if rows.contains("sample_b256") {
-                        _ = try await measureSample(client: client, table: table, batch: 256, workers: 2,
-                                              responseItems: payload.responseItems, seconds: warmup)
+                        _ = try await measureSample(client: client, table: table, batch: 256, workers: b256Workers,
+                                              responseItems: responseItems(payload), seconds: warmup)
                         for _ in 0..<repeats {
-                            let rate = try await measureSample(client: client, table: table, batch: 256, workers: 2,
-                                                             responseItems: payload.responseItems, seconds: seconds)
+                            let rate = try await measureSample(client: client, table: table, batch: 256, workers: b256Workers,
+                                                             responseItems: responseItems(payload), seconds: seconds)
                             emit(jsonLine(payload: payload.name, selector: sel, metric: "sample_b256", rate: rate))
                         }
                     }
@@ -141,6 +155,9 @@ struct Bench: AsyncParsableCommand {
         }
         try outHandle?.close()
     }
+
+    /// Items per response message of the batch rows.
+    func responseItems(_ payload: BenchPayload) -> Int { b256ResponseItems > 0 ? b256ResponseItems : payload.responseItems }
 
     /// Items/s of the streaming writer over `seconds`: one step per item, 128 (f32) or 16
     /// (frames) items per message, 8 messages queued at most; the count is the server's.
@@ -188,7 +205,8 @@ struct Bench: AsyncParsableCommand {
     func measureSingleSamples(client: ReplayClient, table: String, seconds: Double) async throws -> Double {
         guard seconds > 0 else { return 0 }
         let sampler = try ReplaySampler(client: client, table: table, batchSize: 1, timeout: .seconds(30))
-        var samples = try sampler.samples(workers: b1Workers, maxInFlight: b1InFlight, flexibleBatchSize: b1FlexibleBatch)
+        var samples = try sampler.samples(workers: b1Workers, maxInFlight: b1InFlight, flexibleBatchSize: b1FlexibleBatch,
+                                          connectionPerWorker: connectionPerWorker)
             .makeAsyncIterator()
         trace("sample \(table) one at a time, \(b1Workers) workers, \(b1InFlight) in flight, flexible batch \(b1FlexibleBatch), for \(seconds)s")
         let clock = ContinuousClock()
@@ -227,7 +245,7 @@ struct Bench: AsyncParsableCommand {
         let start = clock.now
         let deadline = start + .seconds(seconds)
         trace("sample \(table) batch \(batch) workers \(workers) for \(seconds)s")
-        try await sampler.stream(workers: workers) { samples in
+        try await sampler.stream(workers: workers, connectionPerWorker: connectionPerWorker) { samples in
             // Touch the data like a learner would (first byte of each sample's column).
             var check = 0
             for s in samples { check &+= s.item.column(0).count }
@@ -256,7 +274,8 @@ struct Bench: AsyncParsableCommand {
         try await client.reset(table: table)
         let total = warmup + seconds + 1
         let common = ["bench-worker", "--port", "\(server.port)", "--table", table, "--payload", payload.name,
-                      "--seconds", "\(total + 5)"]
+                      "--seconds", "\(total + 5)", "--workers", "\(b256Workers)", "--response-items", "\(responseItems(payload))",
+                      connectionPerWorker ? "--connection-per-worker" : "--no-connection-per-worker"]
         let inserter = try spawn(executable, common + ["--role", "insert"])
         let sampler = try spawn(executable, common + ["--role", "sample"])
         defer {

@@ -17,6 +17,9 @@ struct BenchWorker: AsyncParsableCommand {
     @Option var payload: String = "f32x100"
     @Option var role: String
     @Option var seconds: Double = 10
+    @Option var workers: Int = 2
+    @Option(name: .customLong("response-items")) var responseItems: Int = 0
+    @Flag(name: .customLong("connection-per-worker"), inversion: .prefixedNo) var connectionPerWorker = true
 
     func run() async throws {
         tuneMallocForLargeMessages()
@@ -43,8 +46,9 @@ struct BenchWorker: AsyncParsableCommand {
             // Batches of 256 with 2 calls in flight, like Reverb's ratio4 sampler
             // (TrajectoryDataset with 2 workers, .batch(256)); responses as in sample_b256.
             let sampler = try ReplaySampler(client: client, table: table, batchSize: 256,
-                                            flexibleBatchSize: payload.responseItems, timeout: .seconds(30))
-            try await sampler.stream(workers: 2) { _ in clock.now < deadline }
+                                            flexibleBatchSize: responseItems > 0 ? responseItems : payload.responseItems,
+                                            timeout: .seconds(30))
+            try await sampler.stream(workers: workers, connectionPerWorker: connectionPerWorker) { _ in clock.now < deadline }
         default:
             throw ValidationError("--role \(role): expected insert or sample")
         }

@@ -89,6 +89,57 @@ final class CallDeadlineTests: XCTestCase {
         try await service.stop()
     }
 
+    /// `ReplayClient`'s wrappers pass `deadline:` as the gRPC call deadline: a sample on an
+    /// empty table (no rate-limiter `timeout`) and a sample stream fail with
+    /// DEADLINE_EXCEEDED naming the call and the deadline, after about the deadline, and
+    /// leave no waiting sample on the server; calls that finish in time are unaffected.
+    func testClientWrappersTakeADeadline() async throws {
+        let replay = try ReplayServer(tables: [try uniformTable("t")])
+        let service = try await RunningService(replay: replay)
+        let client = try service.client()
+        let start = ContinuousClock.now
+        let message = await assertRPCError(.deadlineExceeded) {
+            _ = try await client.sample(table: "t", count: 1, deadline: .milliseconds(300))
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(250))
+        XCTAssertTrue(message.contains("sample from 't'") && message.contains("call deadline of 0.3 seconds exceeded"), message)
+        let streamMessage = await assertRPCError(.deadlineExceeded) {
+            let asked = Locked(false)
+            try await client.sampleStream(table: "t", deadline: .milliseconds(200), more: {
+                // One request, then wait (until the call ends and cancels this).
+                if asked.withLock({ was in defer { was = true }; return was }) {
+                    try? await Task.sleep(for: .seconds(30))
+                    return 0
+                }
+                return 1
+            }, onBatch: { _ in })
+        }
+        XCTAssertTrue(streamMessage.contains("sample stream from 't'") && streamMessage.contains("call deadline"), streamMessage)
+        var waiting: Int64 = 1
+        for _ in 0..<100 where waiting != 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            waiting = try await client.serverInfo(deadline: .seconds(5))[0].waitingSamples
+        }
+        XCTAssertEqual(waiting, 0)
+        // The rate-limiter timeout keeps its own message (no call deadline named).
+        let limiterMessage = await assertRPCError(.deadlineExceeded) {
+            _ = try await client.sample(table: "t", count: 1, timeout: .milliseconds(100))
+        }
+        XCTAssertFalse(limiterMessage.contains("call deadline"), limiterMessage)
+        // In time: every wrapper works with a deadline.
+        try replay.insert(ReplayItem(key: 1, table: "t", priority: 1,
+                                     chunks: [try Chunk(key: 1, columns: [try Tensor([Float(1)], shape: [1])])]))
+        let got = try await client.sample(table: "t", count: 2, deadline: .seconds(5))
+        XCTAssertEqual(got.map(\.info.key), [1, 1])
+        try await client.mutatePriorities(table: "t", updates: [(key: 1, priority: 2)], deadline: .seconds(5))
+        let info = try await client.serverInfo(deadline: .seconds(5))
+        XCTAssertEqual(info[0].size, 1)
+        try await client.reset(table: "t", deadline: .seconds(5))
+        XCTAssertEqual(replay.info()[0].size, 0)
+        await client.close()
+        try await service.stop()
+    }
+
     /// `callDeadline` reads gRPC's `grpc-timeout` header (every unit) and ignores a missing
     /// or malformed one.
     func testCallDeadlineParsesGRPCTimeout() {

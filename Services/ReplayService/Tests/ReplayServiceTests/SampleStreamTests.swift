@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 @testable import ReplayClient
 @testable import ReplayService
 import ReplayServiceProto
@@ -72,6 +73,22 @@ final class SampleStreamTests: XCTestCase {
             }
         }
         XCTAssertEqual(try SampleWire.decode([UInt8](), table: "t").count, 0)
+
+        // The transport's own bytes (a ByteBuffer written through `_copyContents`), the
+        // encoder's iterator, and a copy into a buffer too small for it give the same bytes.
+        let nio: GRPCNIOTransportBytes = SampleWire.encode(samples)
+        XCTAssertEqual(nio.withUnsafeBytes { Array($0) }, wire)
+        let encoded = EncodedSamples(samples)
+        XCTAssertEqual(encoded.underestimatedCount, wire.count)
+        XCTAssertEqual(Array(IteratorSequence(encoded.makeIterator())), wire)
+        let short = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 10)
+        defer { short.deallocate() }
+        var copied = encoded._copyContents(initializing: short)
+        XCTAssertEqual(copied.1, 10)
+        var tail: [UInt8] = []
+        while let b = copied.0.next() { tail.append(b) }
+        XCTAssertEqual(Array(short) + tail, wire)
+        XCTAssertEqual(SampleWire.encode([]) as [UInt8], [])
     }
 
     /// Small items of one response decode into views of one shared tensor per column, with
@@ -300,6 +317,44 @@ final class SampleStreamTests: XCTestCase {
         XCTAssertEqual(batches.flatMap { $0 }, (0..<95).map(UInt64.init))
         await client.close()
         try await service.stop()
+    }
+
+    /// Workers on connections of their own (`connectionPerWorker`, the default) and on the
+    /// sampler's shared connection: `samples` delivers exactly `limit` distinct samples and
+    /// `stop()` loses nothing; `stream` delivers each worker's share in full batches; the
+    /// extra connections are closed afterwards (the sampler's client still works, and the
+    /// service shuts down).
+    func testConnectionPerWorkerAndShared() async throws {
+        for perWorker in [true, false] {
+            let (replay, service, client) = try await queueService(items: 3000)
+            let sampler = try ReplaySampler(client: client, table: "q", batchSize: 1, timeout: .seconds(5))
+            var keys: [UInt64] = []
+            for try await s in try sampler.samples(limit: 777, workers: 3, maxInFlight: 60, flexibleBatchSize: 9,
+                                                   connectionPerWorker: perWorker) {
+                keys.append(s.info.key)
+            }
+            XCTAssertEqual(Set(keys), Set((0..<777).map(UInt64.init)))
+            XCTAssertEqual(keys.count, 777)
+            var it = try sampler.samples(workers: 2, maxInFlight: 50, flexibleBatchSize: 5, connectionPerWorker: perWorker)
+                .makeAsyncIterator()
+            var consumed: [UInt64] = []
+            for _ in 0..<20 { consumed.append(try await it.next()!.info.key) }
+            let rest = try await it.stop()
+            XCTAssertEqual(consumed.count + rest.count, Int(replay.info()[0].counters.samples) - 777)
+            let batched = try ReplaySampler(client: client, table: "q", batchSize: 10, flexibleBatchSize: 4, timeout: .seconds(5))
+            let seen = Locked([[UInt64]]())
+            try await batched.stream(workers: 2, limit: 200, samplesPerCall: 50, connectionPerWorker: perWorker) { batch in
+                seen.withLock { $0.append(batch.map(\.info.key)) }
+                return true
+            }
+            let batches = seen.withLock { $0 }
+            XCTAssertEqual(batches.map(\.count), Array(repeating: 10, count: 20))
+            XCTAssertEqual(Set(batches.flatMap { $0 }).count, 200)
+            let info = try await client.serverInfo()
+            XCTAssertEqual(info[0].name, "q")
+            await client.close()
+            try await service.stop()
+        }
     }
 
     // MARK: Helpers
