@@ -299,7 +299,8 @@ final class ConvTests: XCTestCase {
     /// it did not write.
     func testDirectConvolutionMatchesTheDefinition() {
         var rng = ConvPoolRNG(seed: 16)
-        defer { Conv2dDirect.policy = .auto }
+        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = false }
+        Conv2dDirect.weightGradient = true
         let extra = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
                      ConvCase(n: 2, c: 3, h: 7, w: 5, o: 9, kernel: (5, 3), padding: (2, 0), dilation: (1, 2)),
                      ConvCase(n: 4, c: 16, h: 28, w: 28, o: 16, kernel: (3, 3), padding: (1, 1))]
@@ -338,15 +339,19 @@ final class ConvTests: XCTestCase {
     /// element short and layers it does not apply to.
     func testDirectWeightGradientMatchesTheDefinition() {
         var rng = ConvPoolRNG(seed: 17)
-        defer { Conv2dDirect.policy = .auto }
+        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = false }
         Conv2dDirect.policy = .always
+        Conv2dDirect.weightGradient = true
         let cases = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
                      ConvCase(n: 2, c: 3, h: 7, w: 5, o: 9, kernel: (5, 3), padding: (2, 0), dilation: (1, 2)),
                      ConvCase(n: 5, c: 1, h: 12, w: 12, o: 6, kernel: (5, 5)),
                      ConvCase(n: 1, c: 2, h: 1, w: 1, o: 3, kernel: (3, 3), padding: (1, 1)),
                      ConvCase(n: 4, c: 32, h: 14, w: 14, o: 16, kernel: (3, 3), padding: (1, 1)),
                      // 24 rows of 30: three segments; 21 channels: tiles of 16 and of 8 (3 zero rows).
-                     ConvCase(n: 2, c: 2, h: 24, w: 30, o: 21, kernel: (3, 3), padding: (1, 1))]
+                     ConvCase(n: 2, c: 2, h: 24, w: 30, o: 21, kernel: (3, 3), padding: (1, 1)),
+                     // LeNet-5's layers at a data-parallel rank's batch (28 rows: a 1-row last segment).
+                     ConvCase(n: 24, c: 1, h: 28, w: 28, o: 6, kernel: (5, 5), padding: (2, 2)),
+                     ConvCase(n: 24, c: 6, h: 14, w: 14, o: 16, kernel: (5, 5))]
         for cs in cases {
             let g = cs.geometry
             XCTAssertTrue(Conv2dDirect.applies(g, groups: 1), "\(cs)")
