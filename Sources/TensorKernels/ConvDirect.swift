@@ -31,12 +31,10 @@ public enum Conv2dDirect {
     nonisolated(unsafe) public static var policy: Conv2dDirectPolicy = .auto
 
     /// Whether layers the policy chooses also take their weight gradient from the direct
-    /// kernel (`loom train|bench|train-bench --direct-weight-gradient`). Off by default until
-    /// an open question is settled: it matches the definition in the kernel tests, but
-    /// `scripts/mpi_check.sh`'s lenet5 run on 2 ranks (24 images a rank) ended 2 epochs
-    /// 1.4e-3 away in test loss from the 1- and 3-rank runs, which agree with each other
-    /// and with the GEMM path to 1e-9 (docs/STATUS.md). Set before kernels run.
-    nonisolated(unsafe) public static var weightGradient = false
+    /// kernel (default; `loom train|bench|train-bench --no-direct-weight-gradient` for
+    /// im2col + GEMM). Its sums run in another order than OpenBLAS's, so results differ
+    /// from the GEMM path by rounding (a few ulps of the largest entry). Set before kernels run.
+    nonisolated(unsafe) public static var weightGradient = true
 
     /// Output channels computed together (registers per pixel run).
     @usableFromInline static let channelBlock = 4

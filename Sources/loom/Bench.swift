@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs per row (the median is reported).") var repeats: Int = 7
     @Option(help: "Write results as JSON to this file.") var json: String?
     @Option(help: "Only rows whose name contains this string.") var filter: String?
-    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct, or im2col + GEMM (default; see Conv2dDirect.weightGradient).") var directWeightGradient = false
+    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct (default), or im2col + GEMM (see Conv2dDirect.weightGradient).") var directWeightGradient = true
     @Flag(help: "Run a competing busy-loop process on one core while measuring.") var busy = false
     @Option(help: "Direct convolution kernel for stride-1 Float32 layers: auto, always or never.") var convDirect: String = "auto"
 

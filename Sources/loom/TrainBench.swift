@@ -20,7 +20,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Timed windows (the median is reported).") var windows: Int = 5
     @Option(help: "Threads (0: all cores).") var threads: Int = 0
     @Flag(inversion: .prefixedNo, help: "conv2d: split each batch over Loom's workers with single-threaded GEMMs (default), or thread each GEMM through OpenBLAS.") var convBatchSplit = true
-    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct, or im2col + GEMM (default; see Conv2dDirect.weightGradient).") var directWeightGradient = false
+    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct (default), or im2col + GEMM (see Conv2dDirect.weightGradient).") var directWeightGradient = true
     @Flag(help: "Run a competing busy-loop process on one core while measuring.") var busy = false
     @Option(help: "Append the result as JSON to this file.") var json: String?
 

@@ -52,7 +52,7 @@ struct Train: ParsableCommand {
     @Flag(help: "With fp16/bf16: run L1/L-inf batch norm in half (L2 always computes its statistics in Float32).") var halfBatchNorm = false
     @Option(help: "Fail before training if the planned peak of tensor memory exceeds BYTES (K/M/G suffixes).") var memoryCap: String?
     @Option(help: "Workspace budget of one convolution call (K/M/G suffixes; default 4M): lower trades speed for memory.") var workspaceLimit: String?
-    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct, or im2col + GEMM (default; see Conv2dDirect.weightGradient).") var directWeightGradient = false
+    @Flag(inversion: .prefixedNo, help: "conv2d: weight gradients of the layers the direct kernel takes also direct (default), or im2col + GEMM (see Conv2dDirect.weightGradient).") var directWeightGradient = true
     @Flag(help: "Print the memory report of the first training step (per tag, per layer, timeline).") var memoryReport = false
     @Option(help: "Also write the first step's memory report (with the full timeline) as JSON to this file.") var memoryJson: String?
     @Flag(help: "Data-parallel training over the MPI ranks this process was started with (mpirun or loom launch).") var dataParallel = false

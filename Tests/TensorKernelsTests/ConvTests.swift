@@ -299,8 +299,8 @@ final class ConvTests: XCTestCase {
     /// it did not write.
     func testDirectConvolutionMatchesTheDefinition() {
         var rng = ConvPoolRNG(seed: 16)
-        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = false }
-        Conv2dDirect.weightGradient = true
+        let savedWeightGradient = Conv2dDirect.weightGradient
+        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = savedWeightGradient }
         let extra = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
                      ConvCase(n: 2, c: 3, h: 7, w: 5, o: 9, kernel: (5, 3), padding: (2, 0), dilation: (1, 2)),
                      ConvCase(n: 4, c: 16, h: 28, w: 28, o: 16, kernel: (3, 3), padding: (1, 1))]
@@ -310,14 +310,18 @@ final class ConvTests: XCTestCase {
             if applies { directCases += 1 }
             let x = rng.array(cs.inputCount), w = rng.array(cs.weightCount), gy = rng.array(cs.outputCount), b = rng.array(cs.o)
             let expected = cs.naiveForward(x, w, b), egx = cs.naiveGradInput(gy, w), egw = cs.naiveGradWeight(x, gy)
-            for policy in [Conv2dDirectPolicy.always, .never] {
+            // The weight gradient direct (the default) and from im2col + GEMM next to the
+            // direct input gradient (the backward then runs the GEMM path for gradWeight only).
+            for (policy, directWeight) in [(Conv2dDirectPolicy.always, true), (.always, false), (.never, true)] {
                 Conv2dDirect.policy = policy
+                Conv2dDirect.weightGradient = directWeight
                 for plan in [Conv2dPlan(), Conv2dPlan(imagesPerChunk: 2), Conv2dPlan(threads: 2)] {
                     // Input gradients: the separate entry point and the combined backward (checked equal inside).
                     let (y, gx, gw) = runKernels(cs, Float.self, x: x, w: w, bias: b, gy: gy, plan: plan)
-                    assertClose(y, expected, tol: 1e-4, "forward f32 \(policy) \(cs) \(plan)")
-                    assertClose(gx, egx, tol: 1e-4, "gradInput f32 \(policy) \(cs) \(plan)")
-                    assertClose(gw, egw, tol: 1e-4, "gradWeight f32 \(policy) \(cs) \(plan)")
+                    let what = "\(policy), direct weight gradient \(directWeight), \(cs) \(plan)"
+                    assertClose(y, expected, tol: 1e-4, "forward f32 \(what)")
+                    assertClose(gx, egx, tol: 1e-4, "gradInput f32 \(what)")
+                    assertClose(gw, egw, tol: 1e-4, "gradWeight f32 \(what)")
                 }
             }
         }
@@ -339,7 +343,8 @@ final class ConvTests: XCTestCase {
     /// element short and layers it does not apply to.
     func testDirectWeightGradientMatchesTheDefinition() {
         var rng = ConvPoolRNG(seed: 17)
-        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = false }
+        let savedWeightGradient = Conv2dDirect.weightGradient
+        defer { Conv2dDirect.policy = .auto; Conv2dDirect.weightGradient = savedWeightGradient }
         Conv2dDirect.policy = .always
         Conv2dDirect.weightGradient = true
         let cases = [ConvCase(n: 3, c: 5, h: 9, w: 31, o: 7, kernel: (3, 3), padding: (1, 1)),
