@@ -169,13 +169,14 @@ public func conv2dBackward<T: GemmScalar>(
     // Stride-1 Float32 layers with few channels: the input gradient as a direct convolution
     // (ConvDirect.swift), before the weight gradient reuses the workspace.
     var gradInput = gradInput, gradWeight = gradWeight
+    let workspaceCount = conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)
     if T.self == Float.self, let gi = gradInput, let weight, let workspace,
        conv2dDirectDataGradientIfChosen(gradOutput: UnsafeRawPointer(gradOutput).assumingMemoryBound(to: Float.self),
                                         weight: UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
                                         gradInput: UnsafeMutableRawPointer(gi).assumingMemoryBound(to: Float.self),
                                         batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
                                         workspace: UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self),
-                                        workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
+                                        workspaceCount: workspaceCount) {
         gradInput = nil
         if gradWeight == nil { return }
     }
@@ -186,7 +187,7 @@ public func conv2dBackward<T: GemmScalar>(
                                           gradWeight: UnsafeMutableRawPointer(gw).assumingMemoryBound(to: Float.self),
                                           batch: batch, outChannels: outChannels, groups: groups, geometry: geometry,
                                           workspace: UnsafeMutableRawPointer(workspace).assumingMemoryBound(to: Float.self),
-                                          workspaceCount: conv2dWorkspaceCount(geometry: geometry, outChannels: outChannels, groups: groups, plan: plan)) {
+                                          workspaceCount: workspaceCount) {
         if gradInput == nil { return }
         gradWeight = nil
     }

@@ -213,13 +213,16 @@ func maxPool2x2ForwardFloat(
                     let dst = output + p * g.outputPlane + oh * OW
                     let idx = indices + p * g.outputPlane + oh * OW
                     let base = Int64(2 * oh * W)
+                    /// Input offsets in the plane of the maxima of the windows from `ow`.
+                    @inline(__always) func positions(_ code: SIMD8<Int32>, _ ow: Int) -> SIMD8<Int64> {
+                        let c = SIMD8<Int64>(truncatingIfNeeded: code)
+                        return lanes2 &+ (base + Int64(2 * ow)) &+ (c & 1) &+ (c &>> 1) &* Int64(W)
+                    }
                     var ow = 0
                     while ow < full {
                         let (best, code) = block(r0 + 2 * ow, r1 + 2 * ow)
                         UnsafeMutableRawPointer(dst + ow).storeBytes(of: best, as: V.self)
-                        let c = SIMD8<Int64>(truncatingIfNeeded: code)
-                        let at = lanes2 &+ (base + Int64(2 * ow)) &+ (c & 1) &+ (c &>> 1) &* Int64(W)
-                        UnsafeMutableRawPointer(idx + ow).storeBytes(of: at, as: SIMD8<Int64>.self)
+                        UnsafeMutableRawPointer(idx + ow).storeBytes(of: positions(code, ow), as: SIMD8<Int64>.self)
                         ow += 8
                     }
                     if ow < OW {
@@ -235,9 +238,10 @@ func maxPool2x2ForwardFloat(
                             t1.update(from: r1 + 2 * ow, count: n)
                             (best, code) = block(t0, t1)
                         }
+                        let at = positions(code, ow)
                         for j in 0..<(OW - ow) {
                             dst[ow + j] = best[j]
-                            idx[ow + j] = base + Int64(2 * (ow + j)) + Int64(code[j] & 1) + Int64(code[j] >> 1) * Int64(W)
+                            idx[ow + j] = at[j]
                         }
                     }
                 }
