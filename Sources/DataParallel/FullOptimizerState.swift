@@ -33,4 +33,35 @@ enum FullOptimizerState {
             }
         }
     }
+
+    /// Where one piece of a rank's flat shard comes from: elements `elements` of parameter
+    /// `parameter` (its index in the model's parameter list), at `shardOffset` in the shard.
+    struct ShardSource {
+        let parameter: Int
+        let elements: Range<Int>
+        let shardOffset: Int
+    }
+
+    /// Validates a full (unsharded) optimizer state dictionary and cuts this rank's flat
+    /// shard of every slot out of it: the state dict (`"step"` and `"0.<slot>"` tensors of
+    /// `shardCount` elements) a flat-shard optimizer loads. `current` is that optimizer's
+    /// own state dict (it names the slots).
+    static func shardStateDict(_ dictionary: [String: Tensor], current: [String: Tensor], shardCount: Int, sources: [ShardSource],
+                               names: [String], shapes: [[Int]], dtype: DType, who: String) throws(DataParallelError) -> [String: Tensor] {
+        let w = dtype.byteSize
+        var shardDict: [String: Tensor] = [:]
+        if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
+        let slotNames = slotNames(current)
+        try validate(dictionary, slots: slotNames, names: names, shapes: shapes, dtype: dtype, who: who)
+        for slot in slotNames {
+            let shard = Memory.withTag(.optimizerState) { Tensor.zeros([shardCount], dtype: dtype) }
+            for source in sources where !source.elements.isEmpty {
+                let src = dictionary[OptimizerState.key(param: source.parameter, slot: slot)]!.contiguous()
+                (shard.storageBlock.pointer + source.shardOffset * w)
+                    .copyMemory(from: src.storageBlock.pointer + (src.offset + source.elements.lowerBound) * w, byteCount: source.elements.count * w)
+            }
+            shardDict["0.\(slot)"] = shard
+        }
+        return shardDict
+    }
 }

@@ -166,26 +166,17 @@ extension FullyShardedDataParallel {
     /// Throws, changing nothing, when a key is missing or unexpected, or a shape or dtype
     /// differs (naming the key, the parameter, the expected and the found value).
     public func loadFullStateDict(_ dictionary: [String: Tensor]) throws(DataParallelError) {
-        let rank = group.rank, w = dtype.byteSize
-        let current = optimizer.stateDict()
-        var shardDict: [String: Tensor] = [:]
-        if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
-        let slotNames = FullOptimizerState.slotNames(current)
-        try FullOptimizerState.validate(dictionary, slots: slotNames, names: parameterNames, shapes: parameters.map(\.value.shape),
-                                        dtype: dtype, who: "rank \(rank): FSDP")
-        for slot in slotNames {
-            let shard = Memory.withTag(.optimizerState) { Tensor.zeros([localShard.count], dtype: dtype) }
-            for (u, unit) in plan.units.enumerated() {
-                for piece in unitMaps[u].pieces(of: rank) where !piece.elements.isEmpty {
-                    let i = unit.parameters[piece.parameter]
-                    let key = OptimizerState.key(param: i, slot: slot)
-                    let src = dictionary[key]!.contiguous()
-                    (shard.storageBlock.pointer + (unitBase[u] + piece.shardOffset) * w)
-                        .copyMemory(from: src.storageBlock.pointer + (src.offset + piece.elements.lowerBound) * w, byteCount: piece.elements.count * w)
-                }
+        let rank = group.rank
+        var sources: [FullOptimizerState.ShardSource] = []
+        for (u, unit) in plan.units.enumerated() {
+            for piece in unitMaps[u].pieces(of: rank) {
+                sources.append(FullOptimizerState.ShardSource(parameter: unit.parameters[piece.parameter], elements: piece.elements,
+                                                              shardOffset: unitBase[u] + piece.shardOffset))
             }
-            shardDict["0.\(slot)"] = shard
         }
+        let shardDict = try FullOptimizerState.shardStateDict(dictionary, current: optimizer.stateDict(), shardCount: localShard.count,
+                                                              sources: sources, names: parameterNames, shapes: parameters.map(\.value.shape),
+                                                              dtype: dtype, who: "rank \(rank): FSDP")
         do { try optimizer.loadStateDict(shardDict) } catch {
             throw DataParallelError("rank \(rank): FSDP: \(error)")
         }

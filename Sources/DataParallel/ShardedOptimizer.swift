@@ -392,23 +392,13 @@ public final class ShardedOptimizer: @unchecked Sendable {
     /// differs (the error names the key and parameter, the expected and the found value).
     public func loadFullStateDict(_ dictionary: [String: Tensor]) throws(DataParallelError) {
         lock.lock(); defer { lock.unlock() }
-        let rank = group.rank, w = dtype.byteSize
-        let current = optimizer.stateDict()
-        var shardDict: [String: Tensor] = [:]
-        if let step = dictionary[OptimizerState.stepKey] { shardDict[OptimizerState.stepKey] = step }
-        let slotNames = FullOptimizerState.slotNames(current)
-        try FullOptimizerState.validate(dictionary, slots: slotNames, names: parameterNames, shapes: parameters.map(\.value.shape),
-                                        dtype: dtype, who: "rank \(rank): ShardedOptimizer")
-        for slot in slotNames {
-            let shard = Memory.withTag(.optimizerState) { Tensor.zeros([shardMap.counts[rank]], dtype: dtype) }
-            for piece in shardMap.pieces(of: rank) where !piece.elements.isEmpty {
-                let t = dictionary[OptimizerState.key(param: piece.parameter, slot: slot)]!
-                let src = t.contiguous()
-                (shard.storageBlock.pointer + piece.shardOffset * w)
-                    .copyMemory(from: src.storageBlock.pointer + (src.offset + piece.elements.lowerBound) * w, byteCount: piece.elements.count * w)
-            }
-            shardDict["0.\(slot)"] = shard
+        let rank = group.rank
+        let sources = shardMap.pieces(of: rank).map {
+            FullOptimizerState.ShardSource(parameter: $0.parameter, elements: $0.elements, shardOffset: $0.shardOffset)
         }
+        let shardDict = try FullOptimizerState.shardStateDict(dictionary, current: optimizer.stateDict(), shardCount: shardMap.counts[rank],
+                                                              sources: sources, names: parameterNames, shapes: parameters.map(\.value.shape),
+                                                              dtype: dtype, who: "rank \(rank): ShardedOptimizer")
         do { try optimizer.loadStateDict(shardDict) } catch {
             throw DataParallelError("rank \(rank): ShardedOptimizer: \(error)")
         }
