@@ -309,6 +309,17 @@ func mpiOp(_ op: ReduceOp) -> MPI_Op? {
     }
 }
 
+/// How a thread waits for an MPI request (`MPITransport.wait`): it polls `MPI_Test` (the
+/// communication thread yields every 64 polls); a wait that lasts `spinPolls` polls then sleeps between polls
+/// (microseconds, doubling from `firstNap` to `longestNap`; 0 = never sleep), so that ranks
+/// sharing cores do not take the core a late peer needs to catch up. Set before ops run;
+/// the environment variable `LOOM_MPI_LONGEST_NAP` (microseconds) sets the initial `longestNap`.
+public enum MPIWaitPolicy {
+    nonisolated(unsafe) public static var spinPolls = 4096
+    nonisolated(unsafe) public static var firstNap = 20
+    nonisolated(unsafe) public static var longestNap = ProcessInfo.processInfo.environment["LOOM_MPI_LONGEST_NAP"].flatMap { Int($0) } ?? 200
+}
+
 /// Point-to-point over one MPI communicator for one op; waits poll `MPI_Test`.
 struct MPITransport: Transport {
     struct Request {
@@ -357,6 +368,7 @@ struct MPITransport: Transport {
         var flag: Int32 = 0
         var status = MPI_Status()
         var spins = 0
+        var nap = MPIWaitPolicy.firstNap
         while true {
             let rc = MPI_Test(&handle, &flag, &status)
             if rc != loom_mpi_success() {
@@ -367,15 +379,26 @@ struct MPITransport: Transport {
             }
             if flag != 0 { break }
             spins += 1
-            // On the communication thread the caller computes meanwhile: poll politely
-            // (yield every 64 polls), so the spinning does not take the core the two
-            // ranks' compute threads need on an oversubscribed machine (FSDP prefetch).
-            if context.onCommThread && spins & 63 == 0 { sched_yield() }
+            // Poll politely: the ranks may share the cores with each other and with the
+            // compute threads, and a peer still in its backward pass can keep us waiting for
+            // milliseconds. The communication thread (whose caller computes meanwhile)
+            // yields every 64 polls; a caller waiting on its own op polls flat out (a yield
+            // costs the short waits of small messages up to 2x). Once a wait has lasted
+            // `MPIWaitPolicy.spinPolls` polls, either sleeps between polls, from `firstNap`
+            // doubling up to `longestNap` µs (MPI progresses only inside MPI_Test, so a
+            // nap delays the transfer by at most one nap).
+            if spins & 63 == 0 {
+                if spins >= MPIWaitPolicy.spinPolls && MPIWaitPolicy.longestNap > 0 {
+                    usleep(UInt32(nap))
+                    nap = min(nap * 2, MPIWaitPolicy.longestNap)
+                } else if context.onCommThread {
+                    sched_yield()
+                }
+            }
             if spins & 1023 == 0 {
                 if deadline.passed {
                     throw CollectiveError.timeout(rank: rank, peer: request.peer, op: context.op, sequence: context.sequence, step: context.step, seconds: timeout)
                 }
-                if spins & 65535 == 0 { sched_yield() }
             }
         }
         if let bytes = request.bytes, let peer = request.peer {
