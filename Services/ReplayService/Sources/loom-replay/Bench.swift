@@ -87,7 +87,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        tuneMallocForLargeMessages()
+        SystemAllocator.keepLargeBlocksInHeap()
         let exe = server ?? selfExecutable()
         let rows = Set(list(metrics))
         let outHandle: FileHandle? = try out.map { path in

@@ -22,7 +22,7 @@ struct BenchWorker: AsyncParsableCommand {
     @Flag(name: .customLong("connection-per-worker"), inversion: .prefixedNo) var connectionPerWorker = true
 
     func run() async throws {
-        tuneMallocForLargeMessages()
+        SystemAllocator.keepLargeBlocksInHeap()
         guard let payload = BenchPayload(name: payload) else { throw ValidationError("--payload \(self.payload): unknown") }
         let client = try ReplayClient(port: port)
         let clock = ContinuousClock()
