@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 @testable import ReplayClient
 @testable import ReplayService
+import ReplayServiceProto
 import ReplayStorage
 import TensorCore
 import XCTest
@@ -119,14 +120,61 @@ final class AdoptedDecodeTests: XCTestCase {
         XCTAssertGreaterThan(copied, 0)
     }
 
+    /// The server's side of inserts: a `TensorData` over the limit becomes a tensor over the
+    /// decoded message's `Data` (bit for bit the same, valid after the message is gone);
+    /// small or misaligned data is copied.
+    func testInsertedColumnsAdoptTheDecodedData() throws {
+        let frame = try frameSample(3)
+        func decoded(_ t: Tensor) throws -> Tensor {
+            let wire = Loom_Replay_TensorData(t)
+            // Round trip through serialized bytes, as the server receives it.
+            let bytes: [UInt8] = try wire.serializedBytes()
+            return try Loom_Replay_TensorData(serializedBytes: bytes).tensor("test column")
+        }
+        for (c, expectAdopted) in [(0, true), (1, false), (2, true)] {
+            let original = frame.item.column(c)
+            let t = try decoded(original)
+            XCTAssertEqual(t.storageBlock.isAdopted, expectAdopted, "column \(c)")
+            XCTAssertEqual(t.shape, original.shape)
+            XCTAssertEqual(bytes(t), bytes(original), "column \(c)")
+        }
+        // A slice of a Data one byte into its storage: float32 bytes misaligned, copied.
+        let values = frame.item.column(2)
+        var wire = Loom_Replay_TensorData(values)
+        wire.data = (Data([0xEE]) + wire.data)[1...]
+        let misaligned = try wire.tensor("sliced column")
+        XCTAssertFalse(misaligned.storageBlock.isAdopted)
+        XCTAssertEqual(bytes(misaligned), bytes(values))
+        let frames = frame.item.column(0)
+        var frameWire = Loom_Replay_TensorData(frames)
+        frameWire.data = (Data([0xEE]) + frameWire.data)[1...]
+        let slicedFrames = try frameWire.tensor("sliced frames")
+        XCTAssertTrue(slicedFrames.storageBlock.isAdopted, "uint8 adopts at any address")
+        frameWire = Loom_Replay_TensorData()
+        XCTAssertEqual(bytes(slicedFrames), bytes(frames), "the tensor keeps the Data alive")
+    }
+
     /// Through the real transport: sampled frames are adopted (the NIO transport hands the
     /// deserializer `GRPCNIOTransportBytes`), or copied with `adoptMessageBytes: false`; the
     /// same bytes either way, also on a connection made by `connect()`.
     func testSampledFramesOverTheTransport() async throws {
-        let replay = try ReplayServer(tables: [try uniformTable("t")])
+        let replay = try ReplayServer(tables: [try uniformTable("t"), try uniformTable("w")])
         let sample = try frameSample(5)
         try replay.insert(ReplayItem(key: 5, table: "t", priority: 1, chunks: sample.item.chunks))
         let service = try await RunningService(replay: replay)
+
+        // Inserted over the wire: the server's chunk columns adopt the decoded Data.
+        let writerClient = try service.client()
+        let writer = try TrajectoryWriter(client: writerClient, chunkLength: 2, maxSequenceLength: 2)
+        for step in 0..<2 { try writer.append((0..<3).map { sample.item.column($0).narrowed(dim: 0, start: step, length: 1).squeezed(dim: 0) }) }
+        _ = try writer.createItem(table: "w", priority: 1, numSteps: 2)
+        let flushed = try await writer.flush(timeout: .seconds(5))
+        XCTAssertEqual(flushed, 1)
+        let stored = try replay.sample(table: "w")[0].item
+        XCTAssertTrue(stored.chunks[0].columns[0].storageBlock.isAdopted)
+        XCTAssertFalse(stored.chunks[0].columns[1].storageBlock.isAdopted)
+        for col in 0..<3 { XCTAssertEqual(bytes(stored.column(col)), bytes(sample.item.column(col)), "inserted column \(col)") }
+        await writerClient.close()
         for adopt in [true, false] {
             let client = try ReplayClient(port: service.port, adoptMessageBytes: adopt)
             XCTAssertEqual(client.adoptsMessageBytes, adopt)
