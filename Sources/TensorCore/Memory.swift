@@ -1,4 +1,5 @@
 import Synchronization
+import TensorKernels
 
 /// What a block of tensor memory is for; every allocation is charged to one tag.
 public enum MemoryTag: String, Sendable, CaseIterable, Codable {
@@ -142,9 +143,31 @@ public enum Memory {
 /// message naming the storage and `note` (the owner says what it is, e.g. a parameter
 /// name) instead of reading freed memory. Release and rematerialise only from the thread
 /// that owns the storage, while no op or collective is using its bytes.
+///
+/// ## Adopted bytes (memory owned by someone else)
+/// `init(adopting:byteCount:owner:tag:)` builds a storage over bytes it did not allocate
+/// (e.g. a received network message), keeping `owner` alive instead: deinit releases the
+/// owner rather than deallocating, so the bytes live exactly as long as the last tensor or
+/// view over this storage. Such a block:
+/// - is charged to `Memory` under its tag like any other (the bytes are real and live);
+///   only `byteCount` is charged, although the owner may keep more alive (a whole message);
+/// - is not 64-byte aligned: only its element alignment is guaranteed, which the caller
+///   checks (`Tensor.canAdopt(_:dtype:)`; kernels use unaligned SIMD loads);
+/// - is read-only: the owner's memory may be shared with others (other slices of one
+///   buffer), so `isAdopted` storage is never written in place, even when uniquely
+///   referenced. The first mutation through a `Tensor` copies it into fresh owned storage
+///   (`Tensor.makeUnique`), as for shared storage; code writing through `pointer` directly
+///   must check `isAdopted` itself;
+/// - `releaseBytes(note:)` lets go of the owner (the accounting sees a free) and
+///   `rematerialize()` allocates fresh *owned*, 64-byte-aligned bytes (`isAdopted` is then
+///   false and the block is writable again like any other).
 public final class TensorStorage: @unchecked Sendable {
     @usableFromInline var _pointer: UnsafeMutableRawPointer
     @usableFromInline var _released = false
+    /// Whether `_pointer` points into memory kept alive by `adoptedOwner` (never written in place).
+    @usableFromInline var _adopted = false
+    /// The object keeping adopted bytes alive; nil for owned (or released) bytes.
+    private var adoptedOwner: AnyObject?
     private var releaseNote = ""
     public let byteCount: Int
     private let tagBox: Mutex<MemoryTag>
@@ -160,6 +183,26 @@ public final class TensorStorage: @unchecked Sendable {
         self.tagBox = Mutex(tag)
         self.serial = Memory.allocated(byteCount, tag: tag)
     }
+
+    /// A storage over `byteCount` bytes at `pointer` that it does not own: `owner` is kept
+    /// alive (and released in deinit) instead of the bytes being deallocated. The bytes must
+    /// stay valid and unchanged while `owner` lives; they are charged to `tag` like an
+    /// allocation. See "Adopted bytes" above (read-only, element alignment only).
+    public init(adopting pointer: UnsafeRawPointer, byteCount: Int, owner: some AnyObject & Sendable,
+                tag: MemoryTag = Memory.currentTag) {
+        precondition(byteCount >= 0, "TensorStorage(adopting:): negative byte count \(byteCount)")
+        self.byteCount = byteCount
+        self._pointer = UnsafeMutableRawPointer(mutating: pointer)
+        self._adopted = true
+        self.adoptedOwner = owner
+        self.tagBox = Mutex(tag)
+        self.serial = Memory.allocated(byteCount, tag: tag)
+    }
+
+    /// Whether the bytes belong to another object (see `init(adopting:byteCount:owner:tag:)`):
+    /// such a block is read-only and is copied on the first mutation through a tensor.
+    @inlinable
+    public var isAdopted: Bool { _adopted }
 
     /// The first byte. Traps, naming this storage, when the bytes are released.
     @inlinable
@@ -183,13 +226,19 @@ public final class TensorStorage: @unchecked Sendable {
     public func releaseBytes(note: String) {
         if _released { fatalError("TensorStorage #\(serial): releaseBytes: already released (\(releaseNote)); now: \(note)") }
         Memory.freed(byteCount, tag: tag, serial: serial)
-        _pointer.deallocate()
+        if _adopted {
+            adoptedOwner = nil  // the owner's bytes are its business
+            _adopted = false
+        } else {
+            _pointer.deallocate()
+        }
         _released = true
         releaseNote = note
     }
 
     /// Allocates fresh, uninitialised bytes of the same size for a released block
-    /// (charged to its tag, with a new `serial`); the caller fills them.
+    /// (charged to its tag, with a new `serial`); the caller fills them. The new bytes are
+    /// owned and 64-byte aligned, also when the block had adopted its bytes before.
     public func rematerialize() {
         if !_released { fatalError("TensorStorage #\(serial): rematerialize: the bytes are not released") }
         _pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
@@ -213,6 +262,41 @@ public final class TensorStorage: @unchecked Sendable {
     deinit {
         guard !_released else { return }
         Memory.freed(byteCount, tag: tagBox.withLock { $0 }, serial: serial)
-        _pointer.deallocate()
+        // Adopted bytes: releasing `adoptedOwner` (with this object) is all there is to do.
+        if !_adopted { _pointer.deallocate() }
+    }
+}
+
+extension Tensor {
+    /// Whether a tensor of `dtype` can adopt bytes starting at `pointer`: it must be aligned
+    /// to the element size (every dtype's alignment is its size). Otherwise copy the bytes.
+    @inlinable
+    public static func canAdopt(_ pointer: UnsafeRawPointer, dtype: DType) -> Bool {
+        Int(bitPattern: pointer) & (dtype.byteSize - 1) == 0
+    }
+
+    /// A dense tensor over `bytes` without copying them, keeping `owner` alive for as long as
+    /// this tensor, its copies or its views live (`TensorStorage(adopting:...)`). The bytes
+    /// are read-only for the tensor: the first mutation copies them into fresh storage.
+    /// `bytes` must hold exactly the tensor's bytes (little-endian, as on this machine) and
+    /// start at an address aligned for `dtype` (check with `canAdopt(_:dtype:)`); a tensor
+    /// without elements adopts nothing (it gets an empty storage of its own).
+    public init(adopting bytes: UnsafeRawBufferPointer, shape: [Int], dtype: DType, owner: some AnyObject & Sendable,
+                tag: MemoryTag = Memory.currentTag) {
+        for s in shape { precondition(s >= 0, "Tensor(adopting:): negative dimension in shape \(shapeString(shape))") }
+        let n = elementCount(shape)
+        precondition(bytes.count == n * dtype.byteSize,
+                     "Tensor(adopting:): \(bytes.count) bytes for \(dtype) \(shapeString(shape)), expected \(n * dtype.byteSize)")
+        guard let base = bytes.baseAddress, n > 0 else {
+            self.init(storage: TensorStorage(byteCount: 0, tag: tag), shape: shape, strides: contiguousStrides(shape),
+                      offset: 0, dtype: dtype)
+            return
+        }
+        if !Tensor.canAdopt(base, dtype: dtype) {
+            // fatalError, not precondition: the message must survive -O builds.
+            fatalError("Tensor(adopting:): address \(base) is not aligned to \(dtype.byteSize) bytes for \(dtype); copy the bytes instead")
+        }
+        self.init(storage: TensorStorage(adopting: base, byteCount: bytes.count, owner: owner, tag: tag), shape: shape,
+                  strides: contiguousStrides(shape), offset: 0, dtype: dtype)
     }
 }

@@ -84,10 +84,11 @@ extension Tensor {
         return try body(storage.pointer.assumingMemoryBound(to: T.self))
     }
 
-    /// Makes the storage uniquely owned. A shared or non-dense tensor is copied to a dense one.
+    /// Makes the storage uniquely owned. A shared or non-dense tensor is copied to a dense one;
+    /// so is one over adopted bytes (`TensorStorage.isAdopted`: never written in place).
     @usableFromInline
     mutating func makeUniqueDense() {
-        if isKnownUniquelyReferenced(&storage) && storage.byteCount == count * dtype.byteSize && offset == 0 && isContiguous { return }
+        if isKnownUniquelyReferenced(&storage) && !storage.isAdopted && storage.byteCount == count * dtype.byteSize && offset == 0 && isContiguous { return }
         let copy = Memory.withTag(storage.tag) { self.contiguousCopy() }  // the copy is charged like the original
         storage = copy.storage
         strides = copy.strides
@@ -95,10 +96,11 @@ extension Tensor {
     }
 
     /// Makes the storage uniquely owned, keeping the layout when it is already unique
-    /// (so in-place ops on unique strided tensors stay in place).
+    /// (so in-place ops on unique strided tensors stay in place). Adopted storage is always
+    /// copied (`TensorStorage.isAdopted`).
     @usableFromInline
     mutating func makeUnique() {
-        if isKnownUniquelyReferenced(&storage) { return }
+        if isKnownUniquelyReferenced(&storage) && !storage.isAdopted { return }
         let copy = Memory.withTag(storage.tag) { self.contiguousCopy() }
         storage = copy.storage
         strides = copy.strides

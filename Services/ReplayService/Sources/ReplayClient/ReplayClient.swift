@@ -23,6 +23,9 @@ public final class ReplayClient: Sendable {
     let endpoint: String
     /// What `init` was given (for `connect()`).
     private let settings: Settings
+    /// Whether sampled columns over 4 KiB are tensors over the received message bytes
+    /// (no copy; `SampleWire.decode`'s `adoptMessageBytes`).
+    public var adoptsMessageBytes: Bool { settings.adoptMessageBytes }
     private let connections: Task<Void, Never>
 
     private struct Settings: Sendable {
@@ -31,15 +34,23 @@ public final class ReplayClient: Sendable {
         var token: String?
         var tls: ReplayClientTLS?
         var tuning: ReplayConnectionTuning
+        var adoptMessageBytes: Bool
     }
 
     /// A client of the service at `host:port` (an IPv4 or IPv6 address or a DNS name),
     /// sending `authorization: Bearer <token>` with every call when `token` is set, over TLS
     /// verified against `tls`'s trust roots when `tls` is set (plaintext otherwise), with
     /// `tuning`'s HTTP/2 and socket settings.
+    ///
+    /// With `adoptMessageBytes` (default), sampled columns over 4 KiB (frames) are read-only
+    /// tensors over the received message's bytes instead of copies; each keeps its whole
+    /// response message's buffer alive (a 64-frame response: 1.8 MB) until the last such
+    /// tensor dies. A consumer that keeps a few samples of many responses for long should
+    /// pass false (one copy per column, memory proportional to what it keeps).
     public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil,
-                tuning: ReplayConnectionTuning = .default) throws {
-        settings = Settings(host: host, port: port, token: token, tls: tls, tuning: tuning)
+                tuning: ReplayConnectionTuning = .default, adoptMessageBytes: Bool = true) throws {
+        settings = Settings(host: host, port: port, token: token, tls: tls, tuning: tuning,
+                            adoptMessageBytes: adoptMessageBytes)
         let target: any ResolvableTarget
         if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
             target = ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
@@ -77,12 +88,12 @@ public final class ReplayClient: Sendable {
         connections = Task { try? await grpc.runConnections() }
     }
 
-    /// Another client of the same server with the same token, TLS and tuning: its own
+    /// Another client of the same server with the same token, TLS, tuning and decoding: its own
     /// HTTP/2 connection (its own NIO event loop on both sides), so calls on it do not
     /// share one connection's event loop with this client's. Close it when done.
     public func connect() throws -> ReplayClient {
         try ReplayClient(host: settings.host, port: settings.port, token: settings.token, tls: settings.tls,
-                         tuning: settings.tuning)
+                         tuning: settings.tuning, adoptMessageBytes: settings.adoptMessageBytes)
     }
 
     /// Stops the connection (in-flight calls finish first).
@@ -152,7 +163,8 @@ public final class ReplayClient: Sendable {
     /// deadline, nil = none) with `deadlineExceeded`.
     ///
     /// Responses are decoded by `SampleBatchDeserializer` straight from the message bytes
-    /// (one copy of each column into tensor storage), on the task reading the stream.
+    /// (columns over 4 KiB adopt them, others are copied once into tensor storage; see
+    /// `init`'s `adoptMessageBytes`), on the task reading the stream.
     public func sample(table: String, count: Int, batchSize: Int = 0, timeout: Duration? = nil, deadline: Duration? = nil,
                        onBatch: @escaping @Sendable ([ReplaySample]) async throws -> Bool) async throws {
         var request = Loom_Replay_SampleRequest()
@@ -166,7 +178,7 @@ public final class ReplayClient: Sendable {
                 request: ClientRequest(message: request, metadata: metadata),
                 descriptor: Loom_Replay_ReplayService.Method.Sample.descriptor,
                 serializer: ProtobufSerializer<Loom_Replay_SampleRequest>(),
-                deserializer: SampleBatchDeserializer(table: table),
+                deserializer: SampleBatchDeserializer(table: table, adoptMessageBytes: settings.adoptMessageBytes),
                 options: options
             ) { response in
                 for try await batch in response.messages {
@@ -211,7 +223,7 @@ public final class ReplayClient: Sendable {
                 request: request,
                 descriptor: Loom_Replay_ReplayService.Method.SampleStream.descriptor,
                 serializer: ProtobufSerializer<Loom_Replay_SampleRequest>(),
-                deserializer: SampleBatchDeserializer(table: table),
+                deserializer: SampleBatchDeserializer(table: table, adoptMessageBytes: settings.adoptMessageBytes),
                 options: options
             ) { response in
                 for try await batch in response.messages { try await onBatch(batch) }

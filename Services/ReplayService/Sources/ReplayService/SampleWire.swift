@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import ReplayServiceProto
 import ReplayStorage
 import TensorCore
@@ -12,9 +13,11 @@ import TensorCore
 /// object, a `TensorData` per column, a `Data` copy of every column's bytes, and generic
 /// visitor dispatch while encoding; the client side decodes into the same objects and
 /// copies the bytes a second time into tensor storage. Here each column's bytes are copied
-/// once on each side: chunk storage -> response bytes on the server, message bytes ->
-/// tensor storage on the client (items of at most 4 KiB per column: twice, into one
-/// tensor per column shared by the response's items; see `samples`).
+/// once on the server (chunk storage -> response bytes) and at most once on the client:
+/// columns over 4 KiB (frames) received through the NIO transport are tensors over the
+/// message bytes themselves (`Tensor(adopting:)`, no copy; see `decode`), other columns
+/// are copied once into tensor storage (items of at most 4 KiB per column: into one tensor
+/// per column shared by the response's items; see `samples`).
 ///
 /// Wire layout (proto3; fields with default values are omitted, as the generated encoder
 /// does):
@@ -197,7 +200,37 @@ public enum SampleWire {
     /// The samples of one `SampleResponse` message; each item becomes one chunk (keyed by
     /// the item key) holding its trajectory, in table `table`. Throws `.invalidArgument` for
     /// malformed bytes or tensors that do not match their shape.
-    public static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes, table: String) throws(ReplayError) -> [ReplaySample] {
+    ///
+    /// With `adoptMessageBytes` (default) and the NIO transport's bytes
+    /// (`GRPCNIOTransportBytes`, a `ByteBuffer`), columns over `sharedColumnLimit` bytes are
+    /// not copied: they are tensors over the message's bytes (`Tensor(adopting:)`), whose
+    /// storage keeps a copy of the `ByteBuffer` (and so its memory) alive and reads it
+    /// through that copy, which nobody writes (a `ByteBuffer` is copy-on-write: the transport
+    /// writing into a buffer shared with it copies first). Such a tensor is read-only (a
+    /// mutation copies it first) and keeps the whole message's buffer alive, not only its
+    /// own bytes: a consumer keeping a few samples of many responses for long should copy
+    /// them or pass `adoptMessageBytes: false`. Other byte types, columns whose bytes are not
+    /// aligned for their dtype, and smaller columns are copied into tensor storage.
+    public static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes, table: String,
+                                                          adoptMessageBytes: Bool = true) throws(ReplayError) -> [ReplaySample] {
+        if adoptMessageBytes, let message = bytes as? GRPCNIOTransportBytes {
+            let owner = MessageBytes(message)
+            return try decode(owner.bytes, table: table, owner: owner)
+        }
+        return try decode(bytes, table: table, owner: nil)
+    }
+
+    /// Keeps a received message's bytes alive for the tensors adopting them. `bytes` is
+    /// never mutated, so its `ByteBuffer` storage never moves: the pointer its
+    /// `withUnsafeBytes` gives stays valid while this object lives.
+    final class MessageBytes: Sendable {
+        let bytes: GRPCNIOTransportBytes
+        init(_ bytes: GRPCNIOTransportBytes) { self.bytes = bytes }
+    }
+
+    /// `decode` reading `bytes`; `owner` (holding `bytes`) is given to adopted columns.
+    private static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes, table: String,
+                                                           owner: MessageBytes?) throws(ReplayError) -> [ReplaySample] {
         let result: Result<[ReplaySample], ReplayError> = bytes.withUnsafeBytes { buffer in
             do throws(ReplayError) {
                 var r = Reader(buffer)
@@ -211,7 +244,7 @@ public enum SampleWire {
                         try r.skip(type)
                     }
                 }
-                return .success(try samples(items, table: table))
+                return .success(try samples(items, table: table, owner: owner))
             } catch {
                 return .failure(error)
             }
@@ -240,8 +273,8 @@ public enum SampleWire {
     /// response share one tensor per column, each item holding a view of its rows: a
     /// storage allocation per response instead of per item and column, which is most of
     /// the client's decoding cost for items of a few hundred bytes. Larger items (frames) get
-    /// their own storage, so keeping one sample does not keep a whole response alive.
-    private static func samples(_ items: [WireItem], table: String) throws(ReplayError) -> [ReplaySample] {
+    /// their own storage, or with `owner` adopt the message's bytes (see `tensor`).
+    private static func samples(_ items: [WireItem], table: String, owner: MessageBytes?) throws(ReplayError) -> [ReplaySample] {
         var out: [ReplaySample] = []
         out.reserveCapacity(items.count)
         var shared: [Tensor]?
@@ -282,7 +315,7 @@ public enum SampleWire {
                     columns.append(shared[c].narrowed(dim: 0, start: rowStart[c], length: col.dims[0]))
                     rowStart[c] += col.dims[0]
                 } else {
-                    columns.append(tensor(col))
+                    columns.append(tensor(col, owner: owner))
                 }
             }
             let chunk = try Chunk(key: item.info.key, columns: columns)
@@ -292,11 +325,16 @@ public enum SampleWire {
         return out
     }
 
-    /// A tensor of its own for `column` (one copy: message bytes -> tensor storage; the Data
-    /// only wraps the message bytes).
-    private static func tensor(_ column: WireColumn) -> Tensor {
+    /// A tensor for `column`: over the message's bytes when `owner` keeps them alive, the
+    /// column is over `sharedColumnLimit` bytes and its bytes are aligned for its dtype (no
+    /// copy); otherwise with storage of its own (one copy: message bytes -> tensor storage;
+    /// the Data only wraps the message bytes).
+    private static func tensor(_ column: WireColumn, owner: MessageBytes?) -> Tensor {
         guard let base = column.data.baseAddress, column.data.count > 0 else {
             return Tensor(rawBytes: Data(), shape: column.dims, dtype: column.dtype)
+        }
+        if let owner, column.data.count > sharedColumnLimit, Tensor.canAdopt(base, dtype: column.dtype) {
+            return Tensor(adopting: column.data, shape: column.dims, dtype: column.dtype, owner: owner)
         }
         let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: column.data.count, deallocator: .none)
         return Tensor(rawBytes: view, shape: column.dims, dtype: column.dtype)
@@ -521,10 +559,16 @@ public struct SampleBatchDeserializer: MessageDeserializer {
     public typealias Message = [ReplaySample]
     /// The table the samples are attributed to (`ReplayItem.table`).
     public let table: String
-    public init(table: String) { self.table = table }
+    /// Whether large columns are tensors over the received message's bytes instead of
+    /// copies (see `SampleWire.decode`).
+    public let adoptMessageBytes: Bool
+    public init(table: String, adoptMessageBytes: Bool = true) {
+        self.table = table
+        self.adoptMessageBytes = adoptMessageBytes
+    }
     public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [ReplaySample] {
         do {
-            return try SampleWire.decode(serializedMessageBytes, table: table)
+            return try SampleWire.decode(serializedMessageBytes, table: table, adoptMessageBytes: adoptMessageBytes)
         } catch {
             throw RPCError(error)
         }

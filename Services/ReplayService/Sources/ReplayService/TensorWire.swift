@@ -50,11 +50,37 @@ extension Loom_Replay_TensorData {
 
     /// The tensor this message describes; throws `.invalidArgument` naming `what` when the
     /// dtype is unknown, a dimension is negative, or the byte count does not match the shape.
+    ///
+    /// Over `adoptLimit` bytes (frames) the tensor adopts the message's `Data` instead of
+    /// copying it (`Tensor(adopting:)`, the `Data` kept alive by the tensor's storage): the
+    /// decoder already made that `Data` a copy of exactly this field's bytes, so nothing else
+    /// is kept alive. The tensor is read-only (a mutation copies it first). Smaller or
+    /// misaligned bytes are copied.
     public func tensor(_ what: @autoclosure () -> String) throws(ReplayError) -> Tensor {
         let dt = try DType(wire: dtype, what: what())
         let dims = try checkedShape(shape, dtype: dt, byteCount: data.count, what: what())
+        if data.count > Self.adoptLimit {
+            // Data over 14 bytes lives in a heap storage object that does not move while a
+            // copy of the Data holding it lives unmutated (smaller Data is stored inline and
+            // `withUnsafeBytes` hands out a temporary copy: never adopted).
+            let owner = AdoptedData(data)
+            let adopted: Tensor? = owner.data.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress, Tensor.canAdopt(base, dtype: dt) else { return nil }
+                return Tensor(adopting: raw, shape: dims, dtype: dt, owner: owner)
+            }
+            if let adopted { return adopted }
+        }
         return Tensor(rawBytes: data, shape: dims, dtype: dt)
     }
+
+    /// Largest `data` (bytes) `tensor(_:)` copies rather than adopts.
+    static let adoptLimit = 4096
+}
+
+/// Keeps a decoded message's `Data` alive for the tensor adopting its bytes.
+final class AdoptedData: Sendable {
+    let data: Data
+    init(_ data: Data) { self.data = data }
 }
 
 extension Loom_Replay_SampleInfo {

@@ -15,7 +15,8 @@ import TensorCore
 /// one at a time through `ReplaySamples`: 256 samples in flight on 2 SampleStream calls, responses
 /// of up to 64 items) and `sample_b256` (samples/s in batches of 256, 2 streams in flight;
 /// frames come in responses of 64 joined on the client); each sampling worker on its own
-/// connection (`--no-connection-per-worker`: all on the bench client's).
+/// connection (`--no-connection-per-worker`: all on the bench client's); sampled frames are
+/// tensors over the received message bytes (`--no-adopt-message-bytes`: copies).
 /// Plus `ratio4` per payload: a SampleToInsertRatio(4) table with one inserter and one
 /// sampler process (`loom-replay bench-worker`), rates taken from the server's counters.
 struct Bench: AsyncParsableCommand {
@@ -65,6 +66,10 @@ struct Bench: AsyncParsableCommand {
           help: "Sampling workers open one connection each (default) instead of sharing the bench client's.")
     var connectionPerWorker = true
 
+    @Flag(name: .customLong("adopt-message-bytes"), inversion: .prefixedNo,
+          help: "Sampled frames are tensors over the received message bytes (default) instead of copies.")
+    var adoptMessageBytes = true
+
     func validate() throws {
         guard seconds > 0 else { throw ValidationError("--seconds \(seconds): expected > 0") }
         guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected >= 1") }
@@ -87,7 +92,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        tuneMallocForLargeMessages()
+        SystemAllocator.keepLargeBlocksInHeap()
         let exe = server ?? selfExecutable()
         let rows = Set(list(metrics))
         let outHandle: FileHandle? = try out.map { path in
@@ -106,7 +111,7 @@ struct Bench: AsyncParsableCommand {
             let withRatio = rows.contains("ratio4")
             let server = try BenchServer.start(executable: exe, payload: payload, selectors: sels, withRatio: withRatio)
             defer { server.stop() }
-            let client = try ReplayClient(port: server.port)
+            let client = try ReplayClient(port: server.port, adoptMessageBytes: adoptMessageBytes)
             let steps = payload.stepPool(count: 64)
             for sel in sels {
                 let table = "bench_\(sel)"
@@ -275,7 +280,8 @@ struct Bench: AsyncParsableCommand {
         let total = warmup + seconds + 1
         let common = ["bench-worker", "--port", "\(server.port)", "--table", table, "--payload", payload.name,
                       "--seconds", "\(total + 5)", "--workers", "\(b256Workers)", "--response-items", "\(responseItems(payload))",
-                      connectionPerWorker ? "--connection-per-worker" : "--no-connection-per-worker"]
+                      connectionPerWorker ? "--connection-per-worker" : "--no-connection-per-worker",
+                      adoptMessageBytes ? "--adopt-message-bytes" : "--no-adopt-message-bytes"]
         let inserter = try spawn(executable, common + ["--role", "insert"])
         let sampler = try spawn(executable, common + ["--role", "sample"])
         defer {

@@ -20,11 +20,12 @@ struct BenchWorker: AsyncParsableCommand {
     @Option var workers: Int = 2
     @Option(name: .customLong("response-items")) var responseItems: Int = 0
     @Flag(name: .customLong("connection-per-worker"), inversion: .prefixedNo) var connectionPerWorker = true
+    @Flag(name: .customLong("adopt-message-bytes"), inversion: .prefixedNo) var adoptMessageBytes = true
 
     func run() async throws {
-        tuneMallocForLargeMessages()
+        SystemAllocator.keepLargeBlocksInHeap()
         guard let payload = BenchPayload(name: payload) else { throw ValidationError("--payload \(self.payload): unknown") }
-        let client = try ReplayClient(port: port)
+        let client = try ReplayClient(port: port, adoptMessageBytes: adoptMessageBytes)
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(seconds)
         switch role {

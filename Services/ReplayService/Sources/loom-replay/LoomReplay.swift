@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import ReplayService
 import ReplayStorage
+import TensorCore
 
 /// The `loom-replay` command: serves Loom replay tables over gRPC and benchmarks them.
 @main
@@ -54,7 +55,11 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        tuneMallocForLargeMessages()
+        // Large message buffers (a response of 64 frames is 1.8 MB; gRPC's framer and both sides'
+        // buffers are as large) come from the heap, not a fresh mmap each: page faults were ~8% of
+        // a frame sampling run (5x fewer with this). Process-wide, so the executable does it, not
+        // the client library (`Bench` and `BenchWorker` too).
+        SystemAllocator.keepLargeBlocksInHeap()
         let tables: [TableConfig]
         do {
             tables = try TableConfigFile.load(path: config)
