@@ -7,8 +7,23 @@ public struct DDPOptions: Sendable, Equatable {
     /// Cap of the first bucket (the last parameters), in bytes (PyTorch: 1 MiB).
     public var firstBucketCapBytes: Int
     /// Launch a bucket's allreduce from the gradient hook as soon as it is full (true), or
-    /// all buckets after backward in `finishGradientSync` (false; for measuring overlap).
+    /// all buckets after backward in `finishGradientSync` (false). Overlap needs a core for
+    /// the communication thread: MPI's shared-memory transport moves data only while some
+    /// thread of each rank polls it, so with every core busy computing the overlapped
+    /// allreduce crawls and steals compute time (see `overlapHelps`).
     public var overlap: Bool
+
+    /// Whether overlapping the allreduce with backward can pay on a host running
+    /// `localRanks` ranks of `computeThreadsPerRank` compute threads each on `cores` cores:
+    /// each rank's communication thread needs a core of its own,
+    /// `cores >= localRanks x (computeThreadsPerRank + 1)`. Measured on 2 cores with 2 ranks
+    /// of one thread (BENCHMARKS.md, session 13): convnet-bn's scaling efficiency is 0.83
+    /// with overlap and 0.93 without (PyTorch DDP over gloo's TCP, whose kernel moves the
+    /// data without polling: 0.87). `loom train --data-parallel` uses this unless
+    /// `--overlap` or `--no-overlap` is given.
+    public static func overlapHelps(localRanks: Int, cores: Int, computeThreadsPerRank: Int) -> Bool {
+        cores >= localRanks * (max(computeThreadsPerRank, 1) + 1)
+    }
     /// Treat parameters that got no gradient in a synced backward as ready with a zero
     /// (or their locally accumulated) gradient, instead of throwing. Costs one extra
     /// small allreduce per step (a usage bitmap) so that parameters unused on every rank

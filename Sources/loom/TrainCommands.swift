@@ -57,7 +57,7 @@ struct Train: ParsableCommand {
     @Option(help: "Also write the first step's memory report (with the full timeline) as JSON to this file.") var memoryJson: String?
     @Flag(help: "Data-parallel training over the MPI ranks this process was started with (mpirun or loom launch).") var dataParallel = false
     @Option(help: "Data parallel: gradient bucket cap in MiB (the first bucket is capped at 1 MiB).") var bucketCapMb: Double = 25
-    @Flag(inversion: .prefixedNo, help: "Data parallel: all-reduce gradient buckets during backward.") var overlap = true
+    @Flag(inversion: .prefixedNo, help: "Data parallel: all-reduce gradient buckets during backward (default: when the host has a core per rank for the communication thread, see DDPOptions.overlapHelps).") var overlap: Bool? = nil
     @Option(help: "Data parallel: allreduce algorithm: native (MPI_Allreduce), ring, halving-doubling or tree.") var allreduce: String = "native"
     @Option(help: "Data parallel: gradient format on the wire: none, float16 or bfloat16 (ring only).") var wire: String = "none"
     @Option(help: "Data parallel: send only this fraction of gradient chunks (top by norm, error feedback), e.g. 0.1.") var sparse: Double?
@@ -112,7 +112,12 @@ struct Train: ParsableCommand {
                 let group = try MPIProcessGroup.world()
                 var options = DDPOptions()
                 options.bucketCapBytes = Int(bucketCapMb * 1_048_576)
-                options.overlap = overlap
+                let localRanks = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
+                let cores = ProcessInfo.processInfo.activeProcessorCount
+                let autoOverlap = DDPOptions.overlapHelps(localRanks: localRanks, cores: cores, computeThreadsPerRank: config.threads)
+                options.overlap = overlap ?? autoOverlap
+                let overlapNote = overlap != nil ? "" : autoOverlap ? " (auto)"
+                    : " (auto: \(localRanks) ranks x (\(config.threads) compute + 1 communication thread) > \(cores) cores; --overlap forces it)"
                 options.collective = CollectiveOptions(algorithm: algorithm, compression: compression)
                 options.sparse = sparse.map { SparseGradientOptions(fraction: $0) }
                 if let z = zeroStage {
@@ -138,7 +143,7 @@ struct Train: ParsableCommand {
                 }
                 if group.rank == 0 {
                     print("data parallel: \(group.size) ranks (\(group.backendName)), global batch \(config.batchSize), allreduce \(algorithm.rawValue), wire \(compression.rawValue)"
-                          + (sparse.map { ", sparse \($0)" } ?? "") + (zeroStage.map { ", ZeRO stage \($0)" } ?? ", overlap \(overlap ? "on" : "off")"))
+                          + (sparse.map { ", sparse \($0)" } ?? "") + (zeroStage.map { ", ZeRO stage \($0)" } ?? ", overlap \(options.overlap ? "on" : "off")\(overlapNote)"))
                 }
             }
             for p in trainer.checkpointPlans {

@@ -310,14 +310,22 @@ func mpiOp(_ op: ReduceOp) -> MPI_Op? {
 }
 
 /// How a thread waits for an MPI request (`MPITransport.wait`): it polls `MPI_Test` (the
-/// communication thread yields every 64 polls); a wait that lasts `spinPolls` polls then sleeps between polls
-/// (microseconds, doubling from `firstNap` to `longestNap`; 0 = never sleep), so that ranks
-/// sharing cores do not take the core a late peer needs to catch up. Set before ops run;
-/// the environment variable `LOOM_MPI_LONGEST_NAP` (microseconds) sets the initial `longestNap`.
+/// communication thread yields every 64 polls); a wait that has lasted `spinMicroseconds`
+/// then sleeps between polls (microseconds, doubling from `firstNap` to `longestNap`;
+/// 0 = never sleep), so that ranks sharing cores do not take the core a late peer needs to
+/// catch up. The threshold is a time, not a poll count: a wait inside a flowing transfer
+/// (a 1 MiB ring chunk takes ~0.3 ms here) must not nap, or mid-sized allreduces slow down
+/// (a 4096-poll threshold cost 4 MiB allreduces up to 2x). Set before ops run; the
+/// environment variables `LOOM_MPI_SPIN_US` and `LOOM_MPI_LONGEST_NAP` (microseconds) set the
+/// initial `spinMicroseconds` and `longestNap`.
 public enum MPIWaitPolicy {
-    nonisolated(unsafe) public static var spinPolls = 4096
+    nonisolated(unsafe) public static var spinMicroseconds = environment("LOOM_MPI_SPIN_US") ?? 2000
     nonisolated(unsafe) public static var firstNap = 20
-    nonisolated(unsafe) public static var longestNap = ProcessInfo.processInfo.environment["LOOM_MPI_LONGEST_NAP"].flatMap { Int($0) } ?? 200
+    nonisolated(unsafe) public static var longestNap = environment("LOOM_MPI_LONGEST_NAP") ?? 200
+
+    private static func environment(_ name: String) -> Int? {
+        ProcessInfo.processInfo.environment[name].flatMap { Int($0) }.map { max(0, $0) }
+    }
 }
 
 /// Point-to-point over one MPI communicator for one op; waits poll `MPI_Test`.
@@ -368,7 +376,8 @@ struct MPITransport: Transport {
         var flag: Int32 = 0
         var status = MPI_Status()
         var spins = 0
-        var nap = MPIWaitPolicy.firstNap
+        var nap = MPIWaitPolicy.firstNap, napping = false
+        let started = monotonicMicroseconds()
         while true {
             let rc = MPI_Test(&handle, &flag, &status)
             if rc != loom_mpi_success() {
@@ -384,11 +393,11 @@ struct MPITransport: Transport {
             // milliseconds. The communication thread (whose caller computes meanwhile)
             // yields every 64 polls; a caller waiting on its own op polls flat out (a yield
             // costs the short waits of small messages up to 2x). Once a wait has lasted
-            // `MPIWaitPolicy.spinPolls` polls, either sleeps between polls, from `firstNap`
-            // doubling up to `longestNap` µs (MPI progresses only inside MPI_Test, so a
-            // nap delays the transfer by at most one nap).
+            // `MPIWaitPolicy.spinMicroseconds`, either sleeps between polls (MPI progresses
+            // only inside MPI_Test, so a nap delays the transfer by at most one nap).
             if spins & 63 == 0 {
-                if spins >= MPIWaitPolicy.spinPolls && MPIWaitPolicy.longestNap > 0 {
+                if MPIWaitPolicy.longestNap > 0 && (napping || monotonicMicroseconds() - started >= MPIWaitPolicy.spinMicroseconds) {
+                    napping = true
                     usleep(UInt32(nap))
                     nap = min(nap * 2, MPIWaitPolicy.longestNap)
                 } else if context.onCommThread {
@@ -409,4 +418,12 @@ struct MPITransport: Transport {
             }
         }
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds (vDSO: tens of nanoseconds).
+@inline(__always)
+func monotonicMicroseconds() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1_000_000 + ts.tv_nsec / 1000
 }
