@@ -16,8 +16,8 @@ private func mpiWorld(timeout: Double, command: String) throws -> MPIProcessGrou
     return try MPIProcessGroup.world(timeout: timeout)
 }
 
-/// Cores of this host, and whether the ranks placed here exceed them.
-private func localOversubscription() -> (ranks: Int, cores: Int) {
+/// The ranks mpirun placed on this host (1 outside mpirun) and this host's cores.
+func localRanksAndCores() -> (ranks: Int, cores: Int) {
     let env = ProcessInfo.processInfo.environment
     let local = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
     return (local, ProcessInfo.processInfo.activeProcessorCount)
@@ -91,7 +91,7 @@ struct AllreduceBenchCommand: ParsableCommand {
         guard repeats > 0 else { throw ValidationError("--repeats \(repeats): expected at least 1") }
         let sizeList = try parseSizes(sizes)
         let g = try mpiWorld(timeout: timeout, command: "allreduce-bench")
-        let (local, cores) = localOversubscription()
+        let (local, cores) = localRanksAndCores()
         let oversubscribed = local > cores
         let ring = CollectiveOptions(algorithm: .ring, chunkBytes: chunkBytes)
         if g.rank == 0 {

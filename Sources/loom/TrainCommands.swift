@@ -112,8 +112,7 @@ struct Train: ParsableCommand {
                 let group = try MPIProcessGroup.world()
                 var options = DDPOptions()
                 options.bucketCapBytes = Int(bucketCapMb * 1_048_576)
-                let localRanks = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
-                let cores = ProcessInfo.processInfo.activeProcessorCount
+                let (localRanks, cores) = localRanksAndCores()
                 let autoOverlap = DDPOptions.overlapHelps(localRanks: localRanks, cores: cores, computeThreadsPerRank: config.threads)
                 options.overlap = overlap ?? autoOverlap
                 let overlapNote = overlap != nil ? "" : autoOverlap ? " (auto)"

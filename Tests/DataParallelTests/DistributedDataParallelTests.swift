@@ -140,6 +140,15 @@ final class DistributedDataParallelTests: XCTestCase {
         }
     }
 
+    /// Overlap is recommended only when every rank's communication thread has a core.
+    func testOverlapNeedsACorePerCommunicationThread() {
+        XCTAssertFalse(DDPOptions.overlapHelps(localRanks: 2, cores: 2, computeThreadsPerRank: 1))
+        XCTAssertTrue(DDPOptions.overlapHelps(localRanks: 2, cores: 4, computeThreadsPerRank: 1))
+        XCTAssertTrue(DDPOptions.overlapHelps(localRanks: 1, cores: 2, computeThreadsPerRank: 1))
+        XCTAssertFalse(DDPOptions.overlapHelps(localRanks: 2, cores: 4, computeThreadsPerRank: 2))
+        XCTAssertFalse(DDPOptions.overlapHelps(localRanks: 3, cores: 2, computeThreadsPerRank: 0), "0 threads counts as one")
+    }
+
     /// Two micro-steps under noSync + synced equal one step on the concatenated batch.
     func testNoSyncAccumulationEqualsOneBigStep() throws {
         let micro = Batches(steps: 2, batch: batch, sample: [5], dtype: .float64, seed: 11)
