@@ -49,7 +49,7 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     # Constant LR: a cosine schedule depends on --epochs, so a 1-epoch run is not the first half of a 2-epoch one.
     # --lr 0.02: at the default 0.05 this small run's second epoch is sensitive to rounding (a change of
     # summation order alone, e.g. the conv batch split over 2 threads, moves its test loss by 1.6e-2);
-    # at 0.02 every rank count and kernel choice agrees to 5e-7 (docs/STATUS.md, session 13).
+    # at 0.02 every rank count and kernel choice agrees to 5e-7 (BENCHMARKS.md, training throughput, session 13).
     zero=(--model lenet5 --batch-size 48 --train-limit 960 --test-limit 500 --threads 1 --schedule constant --lr 0.02 --data-parallel)
     timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 1 --epochs 2 --output "$out/z2" > "$out/z2.log"
     timeout 600 "$LOOM" launch -np 2 -- train "${zero[@]}" --zero-stage 1 --epochs 1 --output "$out/zr" > "$out/zr1.log"

@@ -17,9 +17,9 @@ public struct DDPOptions: Sendable, Equatable {
     /// `localRanks` ranks of `computeThreadsPerRank` compute threads each on `cores` cores:
     /// each rank's communication thread needs a core of its own,
     /// `cores >= localRanks x (computeThreadsPerRank + 1)`. Measured on 2 cores with 2 ranks
-    /// of one thread (BENCHMARKS.md, session 13): convnet-bn's scaling efficiency is 0.83
-    /// with overlap and 0.93 without (PyTorch DDP over gloo's TCP, whose kernel moves the
-    /// data without polling: 0.87). `loom train --data-parallel` uses this unless
+    /// of one thread (BENCHMARKS.md, session 13, medians of six runs): convnet-bn's scaling
+    /// efficiency is 0.84 with overlap and 0.92 without (PyTorch DDP over gloo's TCP, whose
+    /// kernel moves the data without polling: 0.86). `loom train --data-parallel` uses this unless
     /// `--overlap` or `--no-overlap` is given.
     public static func overlapHelps(localRanks: Int, cores: Int, computeThreadsPerRank: Int) -> Bool {
         cores >= localRanks * (max(computeThreadsPerRank, 1) + 1)

@@ -393,8 +393,8 @@ struct MPITransport: Transport {
             // milliseconds. The communication thread (whose caller computes meanwhile)
             // yields every 64 polls; a caller waiting on its own op polls flat out (a yield
             // costs the short waits of small messages up to 2x). Once a wait has lasted
-            // `MPIWaitPolicy.spinMicroseconds`, either sleeps between polls (MPI progresses
-            // only inside MPI_Test, so a nap delays the transfer by at most one nap).
+            // `MPIWaitPolicy.spinMicroseconds`, both kinds of thread sleep between polls (MPI
+            // progresses only inside MPI_Test, so a nap delays the transfer by at most one nap).
             if spins & 63 == 0 {
                 if MPIWaitPolicy.longestNap > 0 && (napping || monotonicMicroseconds() - started >= MPIWaitPolicy.spinMicroseconds) {
                     napping = true
