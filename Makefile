@@ -35,11 +35,14 @@ replay: build
 		"$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)/loom-replay"
 
 # The suite, the checks that need real MPI ranks (collectives and DDP under mpirun), then
-# the replay service's tests (servers on free loopback ports) and `loom replay serve`.
+# the replay service's tests (servers on free loopback ports; the service suites again with
+# clients on the framed transport) and `loom replay serve`.
 test: setup
 	$(SWIFT) test $(RELEASE_FLAGS)
 	bash scripts/mpi_check.sh
 	cd $(REPLAY_DIR) && $(SWIFT) build --build-tests && $(SWIFT) test --skip-build
+	cd $(REPLAY_DIR) && LOOM_REPLAY_TEST_TRANSPORT=framed $(SWIFT) test --skip-build \
+		--filter 'ReplayServiceTests\.(ReplayServiceTests|StreamingTests|SampleStreamTests|InsertStreamTests|MetricsTests)'
 	bash scripts/replay_check.sh
 
 bench: build

@@ -3,7 +3,9 @@
 # Loom's side (Benchmarks/replay_loom.sh), Reverb's side (Benchmarks/reverb_bench.py), then
 # one Markdown table of medians (Benchmarks/replay_table.py). Prints each command and the
 # machine load (uptime) before it runs.
-#   bash Benchmarks/replay_compare.sh [--seconds S] [--repeats R]
+#   bash Benchmarks/replay_compare.sh [--seconds S] [--repeats R] [--transport http2|framed]
+# --transport picks the wire of Loom's clients: http2 (gRPC over HTTP/2, the default) or framed
+# (the same RPCs over Loom's framed TCP transport, `loom-replay serve --framed-port`).
 # Environment (all optional):
 #   REVERB_PYTHON    Python with dm-reverb[tensorflow]==0.14.0 (default: python3 on PATH; a venv with `pip install 'dm-reverb[tensorflow]==0.14.0'`)
 #   PYTHON           Python for the joiner, stdlib only (default python3)
@@ -14,14 +16,17 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_ROW=3
 REPEATS=3
+TRANSPORT=http2
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds) SECONDS_PER_ROW=${2:?--seconds needs a value}; shift 2 ;;
         --seconds=*) SECONDS_PER_ROW=${1#*=}; shift ;;
         --repeats) REPEATS=${2:?--repeats needs a value}; shift 2 ;;
         --repeats=*) REPEATS=${1#*=}; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-        *) echo "replay_compare.sh: unknown argument '$1' (expected --seconds S, --repeats R)" >&2; exit 2 ;;
+        --transport) TRANSPORT=${2:?--transport needs a value}; shift 2 ;;
+        --transport=*) TRANSPORT=${1#*=}; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "replay_compare.sh: unknown argument '$1' (expected --seconds S, --repeats R, --transport http2|framed)" >&2; exit 2 ;;
     esac
 done
 
@@ -48,7 +53,7 @@ elif [[ ! -f Benchmarks/replay_loom.sh ]]; then
     status=1
 else
     echo "== Loom side"
-    if ! run bash Benchmarks/replay_loom.sh "$LOOM_OUT" --seconds "$SECONDS_PER_ROW" --repeats "$REPEATS"; then
+    if ! run bash Benchmarks/replay_loom.sh "$LOOM_OUT" --seconds "$SECONDS_PER_ROW" --repeats "$REPEATS" --transport "$TRANSPORT"; then
         echo "replay_compare.sh: Loom's side failed; the table will show what it wrote" >&2
         status=1
     fi
@@ -75,7 +80,7 @@ fi
 echo "== load: $(uptime)"
 echo
 "$PYTHON" Benchmarks/replay_table.py "$LOOM_OUT" "$REVERB_OUT" \
-    --title "Replay throughput, ${SECONDS_PER_ROW} s per row, ${REPEATS} repeat(s), $(nproc) cores"
+    --title "Replay throughput, Loom over ${TRANSPORT}, ${SECONDS_PER_ROW} s per row, ${REPEATS} repeat(s), $(nproc) cores"
 echo
 echo "JSONL: $LOOM_OUT $REVERB_OUT"
 exit $status

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `loom replay serve` end to end: loom finds loom-replay (the service's test build), serves
-# a table on a free loopback port, and shuts down cleanly on SIGTERM after writing a
-# checkpoint. Run by `make test` after the service's own tests.
+# a table on a free loopback port (gRPC over HTTP/2, and the framed transport on another),
+# and shuts down cleanly on SIGTERM after writing a checkpoint. Run by `make test` after the service's own tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
@@ -26,7 +26,7 @@ YAML
 "$LOOM" replay --dry-run serve --config "$work/tables.yaml" | grep -q "loom-replay serve --config" \
   || { echo "replay_check: loom replay --dry-run did not name loom-replay"; exit 1; }
 
-"$LOOM" replay serve --config "$work/tables.yaml" --port 0 --checkpoint-dir "$work/ckpt" --checkpoint-on-exit \
+"$LOOM" replay serve --config "$work/tables.yaml" --port 0 --framed-port 0 --checkpoint-dir "$work/ckpt" --checkpoint-on-exit \
   > "$work/out.log" 2> "$work/err.log" &
 pid=$!
 for _ in $(seq 1 100); do
@@ -38,6 +38,7 @@ if ! grep -q "serving replay on 127.0.0.1:" "$work/out.log"; then
   echo "replay_check: the server did not start"; cat "$work/out.log" "$work/err.log"; exit 1
 fi
 echo "replay_check: $(head -1 "$work/out.log")"
+grep -q "framed on 127.0.0.1:[0-9]" "$work/out.log" || { echo "replay_check: no framed port in the serving line"; exit 1; }
 kill -TERM $pid
 status=0; wait $pid || status=$?
 if [ $status -ne 0 ]; then echo "replay_check: exit status $status after SIGTERM"; cat "$work/err.log"; exit 1; fi

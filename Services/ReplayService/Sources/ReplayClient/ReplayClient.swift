@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 import ReplayService
 import ReplayServiceProto
+import SwiftProtobuf
 import ReplayStorage
 import TensorCore
 
@@ -14,9 +15,13 @@ import TensorCore
 /// `unavailable` and a message naming the address and the security used. Call `close()`
 /// when done; it waits for the connection to shut down.
 public final class ReplayClient: Sendable {
-    /// The underlying grpc-swift client.
-    public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    let stub: Loom_Replay_ReplayService.Client<HTTP2ClientTransport.Posix>
+    /// The underlying grpc-swift client (`GRPCClient<HTTP2ClientTransport.Posix>` or
+    /// `GRPCClient<FramedClientTransport>`, by `transport`).
+    public let grpc: any ReplayCalls
+    /// `grpc` when this client speaks HTTP/2 (to wrap in a generated stub), else nil.
+    public var http2: GRPCClient<HTTP2ClientTransport.Posix>? { grpc as? GRPCClient<HTTP2ClientTransport.Posix> }
+    /// `grpc` when this client speaks the framed transport, else nil.
+    public var framed: GRPCClient<FramedClientTransport>? { grpc as? GRPCClient<FramedClientTransport> }
     let metadata: Metadata
     let options: CallOptions
     /// `host:port (plaintext|TLS)`, for error messages.
@@ -35,7 +40,22 @@ public final class ReplayClient: Sendable {
         var tls: ReplayClientTLS?
         var tuning: ReplayConnectionTuning
         var adoptMessageBytes: Bool
+        var transport: ReplayTransport
     }
+
+    /// Which wire a client speaks.
+    public enum ReplayTransport: String, Sendable, CaseIterable {
+        /// gRPC over HTTP/2 (grpc-swift's NIO transport): any gRPC client can talk to it.
+        case http2
+        /// The same RPCs over `FramedClientTransport` to a server's framed port
+        /// (`ReplayServiceHost(framedPort:)`, `loom-replay serve --framed-port`): no HTTP/2
+        /// framing, message bytes sent from chunk storage and received into buffers of their
+        /// own. Plaintext only.
+        case framed
+    }
+
+    /// The wire this client speaks.
+    public var transport: ReplayTransport { settings.transport }
 
     /// A client of the service at `host:port` (an IPv4 or IPv6 address or a DNS name),
     /// sending `authorization: Bearer <token>` with every call when `token` is set, over TLS
@@ -48,9 +68,29 @@ public final class ReplayClient: Sendable {
     /// tensor dies. A consumer that keeps a few samples of many responses for long should
     /// pass false (one copy per column, memory proportional to what it keeps).
     public init(host: String = "127.0.0.1", port: Int, token: String? = nil, tls: ReplayClientTLS? = nil,
-                tuning: ReplayConnectionTuning = .default, adoptMessageBytes: Bool = true) throws {
+                tuning: ReplayConnectionTuning = .default, adoptMessageBytes: Bool = true,
+                transport: ReplayTransport = .http2) throws {
         settings = Settings(host: host, port: port, token: token, tls: tls, tuning: tuning,
-                            adoptMessageBytes: adoptMessageBytes)
+                            adoptMessageBytes: adoptMessageBytes, transport: transport)
+        var md = Metadata()
+        if let token { md.addString("Bearer \(token)", forKey: "authorization") }
+        metadata = md
+        var opts = CallOptions.defaults
+        opts.maxRequestMessageBytes = ReplayServiceHost.maxMessageBytes
+        opts.maxResponseMessageBytes = ReplayServiceHost.maxMessageBytes
+        // Fail at once when the connection cannot be made instead of waiting for ever.
+        opts.waitForReady = false
+        options = opts
+        if transport == .framed {
+            guard tls == nil else {
+                throw RPCError(code: .invalidArgument, message: "ReplayClient: the framed transport has no TLS; use transport: .http2 with tls")
+            }
+            let grpc = GRPCClient(transport: FramedClientTransport(host: host, port: port))
+            self.grpc = grpc
+            endpoint = "\(host):\(port) (framed)"
+            connections = Task { try? await grpc.runConnections() }
+            return
+        }
         let target: any ResolvableTarget
         if host.split(separator: ".").count == 4 && host.allSatisfy({ $0.isNumber || $0 == "." }) {
             target = ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: host, port: port)])
@@ -70,20 +110,10 @@ public final class ReplayClient: Sendable {
             if !tuning.flushCoalescing { c.connection.flushCoalescing = nil }
             c.channelDebuggingCallbacks.onCreateTCPConnection = { tuning.configure($0) }
         }
-        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
+        let http2 = try HTTP2ClientTransport.Posix(target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
                                                        config: config)
-        let grpc = GRPCClient(transport: transport)
+        let grpc = GRPCClient(transport: http2)
         self.grpc = grpc
-        stub = Loom_Replay_ReplayService.Client(wrapping: grpc)
-        var md = Metadata()
-        if let token { md.addString("Bearer \(token)", forKey: "authorization") }
-        metadata = md
-        var opts = CallOptions.defaults
-        opts.maxRequestMessageBytes = ReplayServiceHost.maxMessageBytes
-        opts.maxResponseMessageBytes = ReplayServiceHost.maxMessageBytes
-        // Fail at once when the connection cannot be made instead of waiting for ever.
-        opts.waitForReady = false
-        options = opts
         endpoint = "\(host):\(port) (\(tls == nil ? "plaintext" : "TLS"))"
         connections = Task { try? await grpc.runConnections() }
     }
@@ -93,7 +123,7 @@ public final class ReplayClient: Sendable {
     /// share one connection's event loop with this client's. Close it when done.
     public func connect() throws -> ReplayClient {
         try ReplayClient(host: settings.host, port: settings.port, token: settings.token, tls: settings.tls,
-                         tuning: settings.tuning, adoptMessageBytes: settings.adoptMessageBytes)
+                         tuning: settings.tuning, adoptMessageBytes: settings.adoptMessageBytes, transport: settings.transport)
     }
 
     /// Stops the connection (in-flight calls finish first).
@@ -129,9 +159,15 @@ public final class ReplayClient: Sendable {
     /// with `deadlineExceeded` and the server stops waiting for it.
     public func insert(_ requests: [Loom_Replay_InsertRequest], deadline: Duration? = nil) async throws -> UInt64 {
         try await call("insert", deadline: deadline) {
-            try await stub.insert(metadata: metadata, options: options(deadline: deadline)) { writer in
-                for r in requests { try await writer.write(r) }
-            }.itemsInserted
+            try await grpc.clientStreaming(
+                request: StreamingClientRequest<Loom_Replay_InsertRequest>(metadata: metadata) { writer in
+                    for r in requests { try await writer.write(r) }
+                },
+                descriptor: Loom_Replay_ReplayService.Method.Insert.descriptor,
+                serializer: ProtobufSerializer<Loom_Replay_InsertRequest>(),
+                deserializer: ProtobufDeserializer<Loom_Replay_InsertResponse>(),
+                options: options(deadline: deadline)
+            ) { try $0.message }.itemsInserted
         }
     }
 
@@ -245,7 +281,7 @@ public final class ReplayClient: Sendable {
         }
         request.deletes = deletes
         _ = try await call("mutate priorities of '\(table)'", deadline: deadline) {
-            try await stub.mutatePriorities(request, metadata: metadata, options: options(deadline: deadline))
+            try await unary(request, Loom_Replay_ReplayService.Method.MutatePriorities.descriptor, Loom_Replay_MutatePrioritiesResponse.self, deadline: deadline)
         }
     }
 
@@ -254,7 +290,7 @@ public final class ReplayClient: Sendable {
         var request = Loom_Replay_ResetRequest()
         request.table = table
         _ = try await call("reset '\(table)'", deadline: deadline) {
-            try await stub.reset(request, metadata: metadata, options: options(deadline: deadline))
+            try await unary(request, Loom_Replay_ReplayService.Method.Reset.descriptor, Loom_Replay_ResetResponse.self, deadline: deadline)
         }
     }
 
@@ -262,7 +298,7 @@ public final class ReplayClient: Sendable {
     /// call deadline, nil = none).
     public func serverInfo(deadline: Duration? = nil) async throws -> [Loom_Replay_TableInfo] {
         try await call("server info", deadline: deadline) {
-            try await stub.serverInfo(Loom_Replay_ServerInfoRequest(), metadata: metadata, options: options(deadline: deadline)).tables
+            try await unary(Loom_Replay_ServerInfoRequest(), Loom_Replay_ReplayService.Method.ServerInfo.descriptor, Loom_Replay_ServerInfoResponse.self, deadline: deadline).tables
         }
     }
 
@@ -270,8 +306,17 @@ public final class ReplayClient: Sendable {
     /// deadline, nil = none).
     public func checkpoint(deadline: Duration? = nil) async throws -> String {
         try await call("checkpoint", deadline: deadline) {
-            try await stub.checkpoint(Loom_Replay_CheckpointRequest(), metadata: metadata, options: options(deadline: deadline)).path
+            try await unary(Loom_Replay_CheckpointRequest(), Loom_Replay_ReplayService.Method.Checkpoint.descriptor, Loom_Replay_CheckpointResponse.self, deadline: deadline).path
         }
+    }
+
+    /// One unary call with this client's metadata and options.
+    private func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+        _ request: Request, _ descriptor: MethodDescriptor, _ response: Response.Type, deadline: Duration?
+    ) async throws -> Response {
+        try await grpc.unary(request: ClientRequest(message: request, metadata: metadata), descriptor: descriptor,
+                             serializer: ProtobufSerializer<Request>(), deserializer: ProtobufDeserializer<Response>(),
+                             options: options(deadline: deadline)) { try $0.message }
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
@@ -287,3 +332,37 @@ private final class SampleCollector: @unchecked Sendable {
     var samples: [ReplaySample] = []
     func append(_ batch: [ReplaySample]) { samples.append(contentsOf: batch) }
 }
+
+
+/// The calls of a grpc-swift client that `ReplayClient` makes, whatever its transport
+/// (`GRPCClient` conforms with its own methods).
+public protocol ReplayCalls: Sendable {
+    func unary<Request, Response, ReturnValue: Sendable>(
+        request: ClientRequest<Request>, descriptor: MethodDescriptor,
+        serializer: some MessageSerializer<Request>, deserializer: some MessageDeserializer<Response>,
+        options: CallOptions,
+        onResponse handleResponse: @Sendable @escaping (_ response: ClientResponse<Response>) async throws -> ReturnValue
+    ) async throws -> ReturnValue
+    func clientStreaming<Request, Response, ReturnValue: Sendable>(
+        request: StreamingClientRequest<Request>, descriptor: MethodDescriptor,
+        serializer: some MessageSerializer<Request>, deserializer: some MessageDeserializer<Response>,
+        options: CallOptions,
+        onResponse handleResponse: @Sendable @escaping (_ response: ClientResponse<Response>) async throws -> ReturnValue
+    ) async throws -> ReturnValue
+    func serverStreaming<Request, Response, ReturnValue: Sendable>(
+        request: ClientRequest<Request>, descriptor: MethodDescriptor,
+        serializer: some MessageSerializer<Request>, deserializer: some MessageDeserializer<Response>,
+        options: CallOptions,
+        onResponse handleResponse: @Sendable @escaping (_ response: StreamingClientResponse<Response>) async throws -> ReturnValue
+    ) async throws -> ReturnValue
+    func bidirectionalStreaming<Request, Response, ReturnValue: Sendable>(
+        request: StreamingClientRequest<Request>, descriptor: MethodDescriptor,
+        serializer: some MessageSerializer<Request>, deserializer: some MessageDeserializer<Response>,
+        options: CallOptions,
+        onResponse handleResponse: @Sendable @escaping (_ response: StreamingClientResponse<Response>) async throws -> ReturnValue
+    ) async throws -> ReturnValue
+    func runConnections() async throws
+    func beginGracefulShutdown()
+}
+
+extension GRPCClient: ReplayCalls {}

@@ -17,6 +17,10 @@ public final class ReplayServiceHost: Sendable {
     public let metrics: ReplayMetrics?
     /// The service (its `closer` ends open streams at shutdown).
     public let service: ReplayGRPCService
+    /// The same service over the framed transport (`FramedServerTransport`), when `framedPort`
+    /// was given: Loom's clients (`ReplayClient(transport: .framed)`) sample without gRPC's
+    /// HTTP/2 copies. Plaintext only; same token.
+    public let framedServer: GRPCServer<FramedServerTransport>?
 
     /// Largest message accepted or sent (256 MiB): a batch of 256 frames of 84x84x4 bytes is
     /// 7 MiB, over gRPC's 4 MiB default.
@@ -28,7 +32,7 @@ public final class ReplayServiceHost: Sendable {
     /// `metrics` is updated on every insert and sample; `tuning`: HTTP/2 and socket settings.
     public init(replay: ReplayServer, host: String = "127.0.0.1", port: Int = 0, token: String? = nil,
                 checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil, metrics: ReplayMetrics? = nil,
-                tuning: ReplayConnectionTuning = .default) {
+                tuning: ReplayConnectionTuning = .default, framedPort: Int? = nil) {
         self.replay = replay
         self.metrics = metrics
         let config = HTTP2ServerTransport.Posix.Config.defaults { c in
@@ -48,10 +52,38 @@ public final class ReplayServiceHost: Sendable {
         let service = ReplayGRPCService(replay: replay, checkpointRoot: checkpointRoot, metrics: metrics)
         self.service = service
         server = GRPCServer(transport: transport, services: [service], interceptors: interceptors)
+        if let framedPort {
+            precondition(tls == nil, "ReplayServiceHost: the framed transport has no TLS; serve it without tls or not at all")
+            framedServer = GRPCServer(transport: FramedServerTransport(host: host, port: framedPort), services: [service],
+                                      interceptors: interceptors)
+        } else {
+            framedServer = nil
+        }
     }
 
-    /// Serves until `shutdown()`; throws when the address cannot be bound.
-    public func serve() async throws { try await server.serve() }
+    /// Serves until `shutdown()`; throws when an address cannot be bound.
+    public func serve() async throws {
+        guard let framedServer else { return try await server.serve() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.server.serve() }
+            group.addTask { try await framedServer.serve() }
+            do {
+                try await group.waitForAll()
+            } catch {
+                // One failed to bind: stop the other too.
+                self.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// The framed transport's bound port, once listening (nil without `framedPort`).
+    public var framedPort: Int? {
+        get async throws {
+            guard let framedServer else { return nil }
+            return try await framedServer.transport.port
+        }
+    }
 
     /// The bound port, once listening (throws when binding failed or the server stopped).
     public var port: Int {
@@ -70,5 +102,6 @@ public final class ReplayServiceHost: Sendable {
         replay.close()
         service.closer.close()
         server.beginGracefulShutdown()
+        framedServer?.beginGracefulShutdown()
     }
 }

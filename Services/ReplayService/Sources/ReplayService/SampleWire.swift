@@ -39,10 +39,40 @@ public enum SampleWire {
     /// Column bytes are copied straight from the chunks' tensor storage (the rows of the
     /// item's step range, chunk by chunk): no per-column tensor view or concatenation.
     public static func encode<Bytes: GRPCContiguousBytes>(_ samples: [ReplaySample]) -> Bytes {
+        // The framed transport sends a gather list: column bytes stay in chunk storage.
+        if Bytes.self == FramedBytes.self { return encodeGather(samples) as! Bytes }
         // The bytes are written straight into the new buffer (`EncodedSamples` writes in
         // `_copyContents`): no zero-fill pass over a megabyte response first, as
         // `Bytes(repeating:count:)` would need.
-        Bytes(EncodedSamples(samples))
+        return Bytes(EncodedSamples(samples))
+    }
+
+    /// Column runs of at least this many bytes are sent from chunk storage by the framed
+    /// transport (smaller ones are copied: an iovec per few hundred bytes costs more).
+    static let gatherThreshold = 4096
+
+    /// The `SampleResponse` as a gather list for the framed transport: the tags, lengths,
+    /// infos and shapes are written into a small arena; each contiguous run of a column's
+    /// rows of at least `gatherThreshold` bytes is a reference to the chunk's tensor storage
+    /// (the list keeps the tensor alive), which the transport's `writev` reads in place. The
+    /// bytes sent are exactly those of `encode`.
+    public static func encodeGather(_ samples: [ReplaySample]) -> FramedBytes {
+        let (itemSizes, total) = sizes(samples)
+        var external = 0
+        for s in samples {
+            for c in 0..<s.item.columnCount {
+                forEachRun(s.item, c) { column, range in
+                    if range.count >= gatherThreshold && column.isContiguous { external += range.count }
+                }
+            }
+        }
+        let arena = WireBuffer(capacity: total - external)
+        var w = Writer(base: arena.base, end: total - external)
+        w.gather = Writer.Gather()
+        writeAll(samples, itemSizes: itemSizes, &w)
+        w.flushRun()
+        precondition(w.position == total - external, "SampleWire.encodeGather: wrote \(w.position) of \(total - external) arena bytes")
+        return FramedBytes(gather: GatherList(parts: w.gather!.parts, arena: arena, keepAlive: w.gather!.keepAlive))
     }
 
     /// Pass 1 of encoding: each item's encoded size (without its own tag and length) and the
@@ -69,6 +99,11 @@ public enum SampleWire {
     static func write(_ samples: [ReplaySample], itemSizes: [Int], into buffer: UnsafeMutableRawBufferPointer) {
         guard buffer.count > 0 else { return }
         var w = Writer(base: buffer.baseAddress!, end: buffer.count)
+        writeAll(samples, itemSizes: itemSizes, &w)
+        precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
+    }
+
+    private static func writeAll(_ samples: [ReplaySample], itemSizes: [Int], _ w: inout Writer) {
         for (i, s) in samples.enumerated() {
             w.tag(1, .lengthDelimited)
             w.varint(UInt64(itemSizes[i]))
@@ -81,7 +116,6 @@ public enum SampleWire {
                 writeColumn(s.item, c, &w)
             }
         }
-        precondition(w.position == buffer.count, "SampleWire.encode: wrote \(w.position) of \(buffer.count) bytes")
     }
 
     /// Bytes of one step of column `c` (every chunk of an item has the same step shape).
@@ -123,14 +157,27 @@ public enum SampleWire {
         guard b > 0 else { return }
         w.tag(3, .lengthDelimited)
         w.varint(UInt64(b))
+        forEachRun(item, c) { column, range in
+            if w.gather != nil && range.count >= gatherThreshold && column.isContiguous {
+                // Contiguous: `withRawBytes` gives the storage's own bytes, which live as
+                // long as the tensor the gather list keeps.
+                column.withRawBytes { raw in w.reference(UnsafeRawBufferPointer(rebasing: raw[range]), owner: column) }
+            } else {
+                column.withRawBytes { raw in w.bytes(UnsafeRawBufferPointer(rebasing: raw[range])) }
+            }
+        }
+    }
+
+    /// Calls `body` with each chunk column holding rows of `item`'s column `c`, in order,
+    /// and the byte range of those rows in it.
+    private static func forEachRun(_ item: ReplayItem, _ c: Int, _ body: (Tensor, Range<Int>) -> Void) {
+        let row = rowBytes(item.chunks[0].columns[c])
         var skip = item.offset
         var remaining = item.length
         for chunk in item.chunks where remaining > 0 {
             if skip >= chunk.length { skip -= chunk.length; continue }
             let take = Swift.min(chunk.length - skip, remaining)
-            chunk.columns[c].withRawBytes { raw in
-                w.bytes(UnsafeRawBufferPointer(rebasing: raw[(skip * row)..<((skip + take) * row)]))
-            }
+            if take * row > 0 { body(chunk.columns[c], (skip * row)..<((skip + take) * row)) }
             remaining -= take
             skip = 0
         }
@@ -168,6 +215,32 @@ public enum SampleWire {
         let base: UnsafeMutableRawPointer
         let end: Int
         var position = 0
+
+        /// Gather mode (`encodeGather`): `position` counts arena bytes; `parts` lists arena
+        /// runs and referenced ranges in message order.
+        struct Gather {
+            var parts: [GatherList.Part] = []
+            var keepAlive: [Tensor] = []
+            var runStart = 0
+        }
+        var gather: Gather?
+
+        /// Gather mode: appends `src` (owned by `owner`) as a part of its own.
+        mutating func reference(_ src: UnsafeRawBufferPointer, owner: Tensor) {
+            flushRun()
+            gather!.parts.append(GatherList.Part(base: src.baseAddress!, count: src.count))
+            gather!.keepAlive.append(owner)
+        }
+
+        /// Gather mode: closes the arena run written since the last part.
+        mutating func flushRun() {
+            guard var g = gather else { return }
+            if position > g.runStart {
+                g.parts.append(GatherList.Part(base: UnsafeRawPointer(base + g.runStart), count: position - g.runStart))
+                g.runStart = position
+            }
+            gather = g
+        }
 
         mutating func tag(_ field: UInt64, _ type: WireType) { varint(field << 3 | type.rawValue) }
 
@@ -217,6 +290,10 @@ public enum SampleWire {
             let owner = MessageBytes(message)
             return try decode(owner.bytes, table: table, owner: owner)
         }
+        // The framed transport's received bytes are a `WireBuffer` nobody writes again.
+        if adoptMessageBytes, let message = bytes as? FramedBytes, let (buffer, _) = message.contiguousBuffer {
+            return try decode(message, table: table, owner: buffer)
+        }
         return try decode(bytes, table: table, owner: nil)
     }
 
@@ -230,7 +307,7 @@ public enum SampleWire {
 
     /// `decode` reading `bytes`; `owner` (holding `bytes`) is given to adopted columns.
     private static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes, table: String,
-                                                           owner: MessageBytes?) throws(ReplayError) -> [ReplaySample] {
+                                                           owner: (any AnyObject & Sendable)?) throws(ReplayError) -> [ReplaySample] {
         let result: Result<[ReplaySample], ReplayError> = bytes.withUnsafeBytes { buffer in
             do throws(ReplayError) {
                 var r = Reader(buffer)
@@ -274,7 +351,7 @@ public enum SampleWire {
     /// storage allocation per response instead of per item and column, which is most of
     /// the client's decoding cost for items of a few hundred bytes. Larger items (frames) get
     /// their own storage, or with `owner` adopt the message's bytes (see `tensor`).
-    private static func samples(_ items: [WireItem], table: String, owner: MessageBytes?) throws(ReplayError) -> [ReplaySample] {
+    private static func samples(_ items: [WireItem], table: String, owner: (any AnyObject & Sendable)?) throws(ReplayError) -> [ReplaySample] {
         var out: [ReplaySample] = []
         out.reserveCapacity(items.count)
         var shared: [Tensor]?
@@ -329,7 +406,7 @@ public enum SampleWire {
     /// column is over `sharedColumnLimit` bytes and its bytes are aligned for its dtype (no
     /// copy); otherwise with storage of its own (one copy: message bytes -> tensor storage;
     /// the Data only wraps the message bytes).
-    private static func tensor(_ column: WireColumn, owner: MessageBytes?) -> Tensor {
+    private static func tensor(_ column: WireColumn, owner: (any AnyObject & Sendable)?) -> Tensor {
         guard let base = column.data.baseAddress, column.data.count > 0 else {
             return Tensor(rawBytes: Data(), shape: column.dims, dtype: column.dtype)
         }

@@ -49,15 +49,21 @@ struct BenchPayload {
 final class BenchServer {
     let process: Process
     let port: Int
+    /// The framed transport's port (nil when not asked for).
+    let framedPort: Int?
+    /// The port bench clients use: the framed one when served, else the HTTP/2 one.
+    var clientPort: Int { framedPort ?? port }
     let dir: URL
 
-    private init(process: Process, port: Int, dir: URL) {
+    private init(process: Process, port: Int, framedPort: Int?, dir: URL) {
         self.process = process
         self.port = port
+        self.framedPort = framedPort
         self.dir = dir
     }
 
-    static func start(executable: String, payload: BenchPayload, selectors: [String], withRatio: Bool) throws -> BenchServer {
+    static func start(executable: String, payload: BenchPayload, selectors: [String], withRatio: Bool,
+                      framed: Bool = false) throws -> BenchServer {
         var tables: [TableConfig] = []
         for s in selectors {
             tables.append(TableConfig(name: "bench_\(s)", sampler: benchSelector(s)!, remover: .fifo, maxSize: payload.maxSize,
@@ -72,6 +78,7 @@ final class BenchServer {
         let config = dir.appendingPathComponent("tables.json")
         try JSONEncoder().encode(["tables": tables]).write(to: config)
         var args = ["serve", "--config", config.path, "--port", "0"]
+        if framed { args += ["--framed-port", "0"] }
         // For diagnosis: LOOM_BENCH_METRICS_PORT=N serves the bench server's metrics on N.
         if let m = ProcessInfo.processInfo.environment["LOOM_BENCH_METRICS_PORT"] { args += ["--metrics-port", m] }
         let process = try spawn(executable, args, captureOutput: true)
@@ -87,7 +94,16 @@ final class BenchServer {
             process.terminate()
             throw ValidationError("loom-replay serve printed no port: \(text)")
         }
-        return BenchServer(process: process, port: port, dir: dir)
+        var framedPort: Int?
+        if framed {
+            guard let r = text.range(of: #"framed on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                  let p = Int(text[r].split(separator: ":").last ?? "") else {
+                process.terminate()
+                throw ValidationError("loom-replay serve printed no framed port: \(text)")
+            }
+            framedPort = p
+        }
+        return BenchServer(process: process, port: port, framedPort: framedPort, dir: dir)
     }
 
     func stop() {

@@ -70,7 +70,13 @@ struct Bench: AsyncParsableCommand {
           help: "Sampled frames are tensors over the received message bytes (default) instead of copies.")
     var adoptMessageBytes = true
 
+    @Option(help: "Wire of the bench clients: http2 (gRPC over HTTP/2) or framed (the same RPCs over Loom's framed TCP transport).")
+    var transport: String = "http2"
+
     func validate() throws {
+        guard ReplayClient.ReplayTransport(rawValue: transport) != nil else {
+            throw ValidationError("--transport \(transport): expected http2 or framed")
+        }
         guard seconds > 0 else { throw ValidationError("--seconds \(seconds): expected > 0") }
         guard repeats >= 1 else { throw ValidationError("--repeats \(repeats): expected >= 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup \(warmup): expected >= 0") }
@@ -109,9 +115,11 @@ struct Bench: AsyncParsableCommand {
             let payload = BenchPayload(name: payloadName)!
             let sels = list(selectors)
             let withRatio = rows.contains("ratio4")
-            let server = try BenchServer.start(executable: exe, payload: payload, selectors: sels, withRatio: withRatio)
+            let wire = ReplayClient.ReplayTransport(rawValue: transport)!
+            let server = try BenchServer.start(executable: exe, payload: payload, selectors: sels, withRatio: withRatio,
+                                               framed: wire == .framed)
             defer { server.stop() }
-            let client = try ReplayClient(port: server.port, adoptMessageBytes: adoptMessageBytes)
+            let client = try ReplayClient(port: server.clientPort, adoptMessageBytes: adoptMessageBytes, transport: wire)
             let steps = payload.stepPool(count: 64)
             for sel in sels {
                 let table = "bench_\(sel)"
@@ -278,7 +286,7 @@ struct Bench: AsyncParsableCommand {
         let table = "bench_ratio4"
         try await client.reset(table: table)
         let total = warmup + seconds + 1
-        let common = ["bench-worker", "--port", "\(server.port)", "--table", table, "--payload", payload.name,
+        let common = ["bench-worker", "--port", "\(server.clientPort)", "--transport", transport, "--table", table, "--payload", payload.name,
                       "--seconds", "\(total + 5)", "--workers", "\(b256Workers)", "--response-items", "\(responseItems(payload))",
                       connectionPerWorker ? "--connection-per-worker" : "--no-connection-per-worker",
                       adoptMessageBytes ? "--adopt-message-bytes" : "--no-adopt-message-bytes"]
@@ -319,6 +327,6 @@ struct Bench: AsyncParsableCommand {
     }
 
     func jsonLine(payload: String, selector: String, metric: String, rate: Double, extra: String = "") -> String {
-        #"{"system":"loom","payload":"\#(payload)","selector":"\#(selector)","metric":"\#(metric)","items_per_s":\#(String(format: "%.1f", rate))\#(extra)}"#
+        #"{"system":"loom","transport":"\#(transport)","payload":"\#(payload)","selector":"\#(selector)","metric":"\#(metric)","items_per_s":\#(String(format: "%.1f", rate))\#(extra)}"#
     }
 }

@@ -21,11 +21,15 @@ struct BenchWorker: AsyncParsableCommand {
     @Option(name: .customLong("response-items")) var responseItems: Int = 0
     @Flag(name: .customLong("connection-per-worker"), inversion: .prefixedNo) var connectionPerWorker = true
     @Flag(name: .customLong("adopt-message-bytes"), inversion: .prefixedNo) var adoptMessageBytes = true
+    @Option var transport: String = "http2"
 
     func run() async throws {
         SystemAllocator.keepLargeBlocksInHeap()
         guard let payload = BenchPayload(name: payload) else { throw ValidationError("--payload \(self.payload): unknown") }
-        let client = try ReplayClient(port: port, adoptMessageBytes: adoptMessageBytes)
+        guard let wire = ReplayClient.ReplayTransport(rawValue: transport) else {
+            throw ValidationError("--transport \(transport): expected http2 or framed")
+        }
+        let client = try ReplayClient(port: port, adoptMessageBytes: adoptMessageBytes, transport: wire)
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(seconds)
         switch role {

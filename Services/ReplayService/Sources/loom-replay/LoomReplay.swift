@@ -41,6 +41,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://<host>:<port>/metrics (0 picks a free port, printed at start).")
     var metricsPort: Int?
 
+    @Option(name: .customLong("framed-port"), help: "Also serve the RPCs over Loom's framed TCP transport on this port (0 picks a free one, printed at start): no HTTP/2 copies, for Loom clients (ReplayClient transport .framed); plaintext only.")
+    var framedPort: Int?
+
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve TLS only (needs --tls-key).")
     var tlsCert: String?
 
@@ -52,6 +55,10 @@ struct Serve: AsyncParsableCommand {
         if let m = metricsPort, !(0...65535).contains(m) { throw ValidationError("--metrics-port \(m): expected 0...65535") }
         if checkpointOnExit && checkpointDir == nil { throw ValidationError("--checkpoint-on-exit needs --checkpoint-dir") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together; expected both or neither") }
+        if let f = framedPort {
+            guard (0...65535).contains(f) else { throw ValidationError("--framed-port \(f): expected 0...65535") }
+            if tlsCert != nil { throw ValidationError("--framed-port serves plaintext only; it cannot be combined with --tls-cert") }
+        }
     }
 
     func run() async throws {
@@ -85,7 +92,7 @@ struct Serve: AsyncParsableCommand {
         }
         let metrics = metricsPort == nil ? nil : ReplayMetrics(replay: replay)
         let service = ReplayServiceHost(replay: replay, host: host, port: port, token: token, checkpointRoot: checkpointDir,
-                                        tls: tls, metrics: metrics)
+                                        tls: tls, metrics: metrics, framedPort: framedPort)
         let endpoint = metrics.map { MetricsEndpoint(metrics: $0, host: host, port: metricsPort ?? 0) }
         let checkpointRoot = checkpointOnExit ? checkpointDir : nil
 
@@ -113,10 +120,13 @@ struct Serve: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await service.serve() }
             let bound = try await service.port
+            let framed = try await service.framedPort
             let mport = try await endpoint?.start()
-            // The serving line comes first: scripts read the gRPC port from the first line.
+            // The serving line comes first: scripts read the gRPC port from the first line
+            // (the first host:port), the framed port from its "framed on host:port".
             let security = tls == nil ? "plaintext" : "TLS"
-            FileHandle.standardOutput.write(Data("loom-replay: serving \(tables.map(\.name).joined(separator: ", ")) on \(host):\(bound) (\(security))\n".utf8))
+            let framedText = framed.map { ", framed on \(host):\($0)" } ?? ""
+            FileHandle.standardOutput.write(Data("loom-replay: serving \(tables.map(\.name).joined(separator: ", ")) on \(host):\(bound) (\(security))\(framedText)\n".utf8))
             if let mport {
                 FileHandle.standardOutput.write(Data("loom-replay: metrics on http://\(host):\(mport)/metrics\n".utf8))
             }

@@ -25,7 +25,7 @@ final class CallDeadlineTests: XCTestCase {
         let message = request
         var options = CallOptions.defaults
         options.timeout = .milliseconds(300)
-        let stub = Loom_Replay_ReplayService.Client(wrapping: client.grpc)
+        let stub = Loom_Replay_ReplayService.Client(wrapping: client.http2!)
         let start = ContinuousClock.now
         await assertRPCError(.deadlineExceeded) {
             try await stub.sample(message, options: options) { response in
@@ -72,7 +72,7 @@ final class CallDeadlineTests: XCTestCase {
         let message = request
         var options = CallOptions.defaults
         options.timeout = .milliseconds(300)
-        let stub = Loom_Replay_ReplayService.Client(wrapping: client.grpc)
+        let stub = Loom_Replay_ReplayService.Client(wrapping: client.http2!)
         await assertRPCError(.deadlineExceeded) {
             try await stub.insertStream(options: options, requestProducer: { writer in try await writer.write(message) }) { response in
                 for try await _ in response.messages {}

@@ -141,12 +141,15 @@ final class LoomReplayCommandTests: XCTestCase {
     /// build on a loaded machine: f32 rows for two selectors, and the frame insert row.)
     func testBenchWritesJSONL() throws {
         let rows = try bench(["--seconds", "1", "--warmup", "0.2", "--payloads", "f32x100", "--selectors", "uniform,prioritized"])
-            + bench(["--seconds", "0.5", "--warmup", "0", "--payloads", "u8x84x84x4", "--selectors", "fifo", "--metrics", "insert"])
-        XCTAssertEqual(rows.count, 2 * 3 + 1 + 1)
+            + bench(["--seconds", "0.5", "--warmup", "0", "--payloads", "u8x84x84x4", "--selectors", "fifo", "--metrics", "insert,sample_b256",
+                     "--transport", "framed"])
+        XCTAssertEqual(rows.count, 2 * 3 + 1 + 2)
         var byName: [String: [String: Any]] = [:]
         for obj in rows {
             let metric = try XCTUnwrap(obj["metric"] as? String)
-            var keys = ["system", "payload", "selector", "metric", "items_per_s"]
+            var keys = ["system", "transport", "payload", "selector", "metric", "items_per_s"]
+            // The frame rows ran over the framed transport (server started with --framed-port).
+            XCTAssertEqual(obj["transport"] as? String, obj["payload"] as? String == "u8x84x84x4" ? "framed" : "http2", "\(obj)")
             if metric == "ratio4" { keys += ["inserts_per_s", "observed_ratio"] }
             XCTAssertEqual(Set(obj.keys), Set(keys), "\(obj)")
             XCTAssertEqual(obj["system"] as? String, "loom")

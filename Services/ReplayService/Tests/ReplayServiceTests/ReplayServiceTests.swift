@@ -11,18 +11,30 @@ import XCTest
 final class RunningService: Sendable {
     let host: ReplayServiceHost
     let port: Int
+    /// The framed transport's port (every plaintext test server serves both).
+    let framedPort: Int?
     private let task: Task<Void, any Error>
+
+    /// Whether `client()` connects over the framed transport: `LOOM_REPLAY_TEST_TRANSPORT=framed`
+    /// (`make test` reruns the service suites that way; XCTest on Linux does not run
+    /// inherited test methods, so subclasses cannot do it).
+    static let framedClients = ProcessInfo.processInfo.environment["LOOM_REPLAY_TEST_TRANSPORT"] == "framed"
 
     init(replay: ReplayServer, token: String? = nil, checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil,
          metrics: ReplayMetrics? = nil) async throws {
-        let host = ReplayServiceHost(replay: replay, token: token, checkpointRoot: checkpointRoot, tls: tls, metrics: metrics)
+        let host = ReplayServiceHost(replay: replay, token: token, checkpointRoot: checkpointRoot, tls: tls, metrics: metrics,
+                                     framedPort: tls == nil ? 0 : nil)
         self.host = host
         task = Task { try await host.serve() }
         port = try await host.port
+        framedPort = try await host.framedPort
     }
 
     func client(token: String? = nil, tls: ReplayClientTLS? = nil, host: String = "127.0.0.1") throws -> ReplayClient {
-        try ReplayClient(host: host, port: port, token: token, tls: tls)
+        if Self.framedClients && tls == nil, let framedPort {
+            return try ReplayClient(host: host, port: framedPort, token: token, transport: .framed)
+        }
+        return try ReplayClient(host: host, port: port, token: token, tls: tls)
     }
 
     func stop() async throws {

@@ -62,7 +62,7 @@ final class SampleStreamRPCTests: XCTestCase {
             r.table = "q"
             r.numSamples = -1
             let request = r
-            let stub = Loom_Replay_ReplayService.Client(wrapping: client.grpc)
+            let stub = Loom_Replay_ReplayService.Client(wrapping: client.http2!)
             try await stub.sampleStream(requestProducer: { writer in try await writer.write(request) }) { response in
                 for try await _ in response.messages {}
             }
