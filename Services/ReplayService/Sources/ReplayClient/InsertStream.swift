@@ -1,5 +1,6 @@
 import GRPCCore
 import GRPCProtobuf
+import ReplayService
 import ReplayServiceProto
 import Synchronization
 
@@ -76,7 +77,7 @@ public final class InsertStream: Sendable {
                 try await client.grpc.bidirectionalStreaming(
                     request: request,
                     descriptor: Loom_Replay_ReplayService.Method.InsertStream.descriptor,
-                    serializer: ProtobufSerializer<Loom_Replay_InsertRequest>(),
+                    serializer: InsertRequestSerializer(),
                     deserializer: ProtobufDeserializer<Loom_Replay_InsertConfirmation>(),
                     options: options
                 ) { response in

@@ -164,7 +164,7 @@ public final class ReplayClient: Sendable {
                     for r in requests { try await writer.write(r) }
                 },
                 descriptor: Loom_Replay_ReplayService.Method.Insert.descriptor,
-                serializer: ProtobufSerializer<Loom_Replay_InsertRequest>(),
+                serializer: InsertRequestSerializer(),
                 deserializer: ProtobufDeserializer<Loom_Replay_InsertResponse>(),
                 options: options(deadline: deadline)
             ) { try $0.message }.itemsInserted

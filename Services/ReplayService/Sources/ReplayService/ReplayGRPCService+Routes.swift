@@ -7,12 +7,13 @@ extension ReplayGRPCService {
     /// The service's routes: the generated ones for every RPC but Sample and SampleStream,
     /// whose responses are written by `SampleBatchSerializer` straight from the sampled
     /// items' chunk storage (same wire format as `loom.replay.SampleResponse`; see
-    /// `SampleWire`).
+    /// `SampleWire`), and Insert and InsertStream, whose requests on the framed transport keep
+    /// large column bytes in the received buffer (`InsertWire`).
     public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         typealias M = Loom_Replay_ReplayService.Method
         router.registerHandler(
             forMethod: M.Insert.descriptor,
-            deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
+            deserializer: InsertRequestDeserializer(),
             serializer: ProtobufSerializer<Loom_Replay_InsertResponse>(),
             handler: { request, context in
                 let deadline = callDeadline(request.metadata)
@@ -45,7 +46,7 @@ extension ReplayGRPCService {
             })
         router.registerHandler(
             forMethod: M.InsertStream.descriptor,
-            deserializer: ProtobufDeserializer<Loom_Replay_InsertRequest>(),
+            deserializer: InsertRequestDeserializer(),
             serializer: ProtobufSerializer<Loom_Replay_InsertConfirmation>(),
             handler: { request, context in
                 let deadline = callDeadline(request.metadata)

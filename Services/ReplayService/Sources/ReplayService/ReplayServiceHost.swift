@@ -29,7 +29,10 @@ public final class ReplayServiceHost: Sendable {
     /// A server for `replay` on `host:port` (port 0 picks a free port); with a `token`,
     /// calls without `authorization: Bearer <token>` are refused; `checkpointRoot` enables
     /// the `Checkpoint` RPC; `tls` serves TLS only (plaintext clients are refused);
-    /// `metrics` is updated on every insert and sample; `tuning`: HTTP/2 and socket settings.
+    /// `metrics` is updated on every insert and sample; `tuning`: HTTP/2 and socket settings;
+    /// `framedPort` (0: a free port) also serves the service over `FramedServerTransport`
+    /// on the same host, with the same token (plaintext only: giving it with `tls` is a
+    /// programming error and stops the process with a message).
     public init(replay: ReplayServer, host: String = "127.0.0.1", port: Int = 0, token: String? = nil,
                 checkpointRoot: String? = nil, tls: ReplayServerTLS? = nil, metrics: ReplayMetrics? = nil,
                 tuning: ReplayConnectionTuning = .default, framedPort: Int? = nil) {

@@ -72,7 +72,7 @@ public enum SampleWire {
         writeAll(samples, itemSizes: itemSizes, &w)
         w.flushRun()
         precondition(w.position == total - external, "SampleWire.encodeGather: wrote \(w.position) of \(total - external) arena bytes")
-        return FramedBytes(gather: GatherList(parts: w.gather!.parts, arena: arena, keepAlive: w.gather!.keepAlive))
+        return FramedBytes(gather: GatherList(parts: w.gather!.parts, arena: arena, keepAlive: w.gather!.keepAlive.map { $0 as any Sendable }))
     }
 
     /// Pass 1 of encoding: each item's encoded size (without its own tag and length) and the

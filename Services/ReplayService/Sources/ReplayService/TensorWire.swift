@@ -40,12 +40,24 @@ extension DType {
 }
 
 extension Loom_Replay_TensorData {
-    /// The wire form of `tensor`: dtype, shape and a dense little-endian copy of its bytes.
+    /// The wire form of `tensor`: dtype, shape and its dense little-endian bytes. Over
+    /// `adoptLimit` bytes of a contiguous tensor, `data` is a view of the tensor's storage
+    /// (its deallocator keeps a copy of the tensor, so a later write to the caller's tensor
+    /// copies the storage first and the view never changes); smaller or strided tensors are
+    /// copied. Do not mutate such a `data` in place.
     public init(_ tensor: Tensor) {
         self.init()
         dtype = tensor.dtype.wire
         shape = tensor.shape.map(Int64.init)
-        data = tensor.withRawBytes { Data($0) }
+        if tensor.isContiguous && tensor.count * tensor.dtype.byteSize > Self.adoptLimit {
+            let keep = tensor
+            data = tensor.withRawBytes { raw in
+                Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: raw.baseAddress!), count: raw.count,
+                     deallocator: .custom { _, _ in withExtendedLifetime(keep) {} })
+            }
+        } else {
+            data = tensor.withRawBytes { Data($0) }
+        }
     }
 
     /// The tensor this message describes; throws `.invalidArgument` naming `what` when the

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 @testable import ReplayClient
 @testable import ReplayService
+import ReplayServiceProto
 import ReplayStorage
 import TensorCore
 import XCTest
@@ -66,6 +67,62 @@ final class FramedTransportTests: XCTestCase {
         }
         let copied = try SampleWire.decode(received, table: "t", adoptMessageBytes: false)
         XCTAssertFalse(copied[0].item.chunks[0].columns[0].storageBlock.isAdopted)
+    }
+
+    /// `InsertWire`: the gather list is SwiftProtobuf's encoding byte for byte (frames sent
+    /// from the tensors' storage, which `Loom_Replay_TensorData(_:)` only views); decoding
+    /// received bytes gives the same message, its frame data over the received buffer.
+    func testInsertWireIsTheGeneratedEncoding() throws {
+        let frame = try Tensor((0..<(2 * 84 * 84 * 4)).map { UInt8(truncatingIfNeeded: $0 &* 13) }, shape: [2, 84, 84, 4])
+        let small = try Tensor([Int32(3), -4], shape: [2])
+        var m = Loom_Replay_InsertRequest()
+        for k in 1...3 {
+            var c = Loom_Replay_ChunkData()
+            c.key = UInt64(k)
+            c.columns = [Loom_Replay_TensorData(frame), Loom_Replay_TensorData(small)]
+            m.chunks.append(c)
+            var item = Loom_Replay_ItemData()
+            item.key = UInt64(100 + k)
+            item.table = "t"
+            item.priority = 0.5 * Double(k)
+            item.chunkKeys = [UInt64(k)]
+            item.length = 2
+            m.items.append(item)
+        }
+        m.releaseChunkKeys = [1, 300]
+        m.timeoutMs = 2500
+        // The frame column views the tensor's storage; the small one is a copy.
+        let framePointer = frame.withRawBytes { UInt(bitPattern: $0.baseAddress!) }
+        XCTAssertEqual(m.chunks[0].columns[0].data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress!) }, framePointer)
+
+        let generated: [UInt8] = try m.serializedBytes()
+        let gathered = try InsertWire.encodeGather(m)
+        var joined: [UInt8] = []
+        var fromTensor = 0
+        gathered.forEachPart { p, n in
+            joined += Array(UnsafeRawBufferPointer(start: p, count: n))
+            if UInt(bitPattern: p) == framePointer { fromTensor += n }
+        }
+        XCTAssertEqual(joined, generated)
+        XCTAssertEqual(fromTensor, 3 * 2 * 84 * 84 * 4, "every frame column sent from the tensor's storage")
+
+        let buffer = WireBuffer(capacity: generated.count)
+        generated.withUnsafeBytes { buffer.base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let decoded = try InsertWire.decode(FramedBytes(buffer: buffer, count: generated.count))
+        XCTAssertEqual(decoded, m)
+        let range = UInt(bitPattern: buffer.base)..<(UInt(bitPattern: buffer.base) + UInt(generated.count))
+        XCTAssertTrue(range.contains(decoded.chunks[1].columns[0].data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress!) }),
+                      "large column data refer to the received buffer")
+        // The server's tensor for it adopts those bytes, equal to the original.
+        let t = try decoded.chunks[2].columns[0].tensor("column")
+        XCTAssertTrue(t.storageBlock.isAdopted)
+        XCTAssertEqual(bytes(t), bytes(frame))
+        // Malformed bytes are an error naming the message, not a crash.
+        let cut = WireBuffer(capacity: 40)
+        generated.withUnsafeBytes { cut.base.copyMemory(from: $0.baseAddress!, byteCount: 40) }
+        XCTAssertThrowsError(try InsertWire.decode(FramedBytes(buffer: cut, count: 40))) { error in
+            XCTAssertTrue("\(error)".contains("malformed"), "\(error)")
+        }
     }
 
     /// `FramedBytes` as grpc's serializers use it: built from a sequence, from `repeating`,

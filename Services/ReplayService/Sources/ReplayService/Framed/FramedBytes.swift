@@ -143,7 +143,7 @@ public struct FramedBytes: GRPCContiguousBytes, Sendable {
 }
 
 /// Runs of bytes sent one after another without being joined: runs of `arena` and ranges
-/// of tensor storage kept alive by `keepAlive`.
+/// of memory owned by `keepAlive`'s values (tensors, `Data`).
 ///
 /// `@unchecked Sendable`: the parts and the arena are written before the list is built and
 /// never after; `flattened` is guarded by a mutex.
@@ -157,10 +157,10 @@ final class GatherList: @unchecked Sendable {
     let count: Int
     /// Owners of the memory the parts point into.
     private let arena: WireBuffer
-    private let keepAlive: [Tensor]
+    private let keepAlive: [any Sendable]
     private let flat = Mutex<WireBuffer?>(nil)
 
-    init(parts: [Part], arena: WireBuffer, keepAlive: [Tensor]) {
+    init(parts: [Part], arena: WireBuffer, keepAlive: [any Sendable]) {
         self.parts = parts
         self.arena = arena
         self.keepAlive = keepAlive
