@@ -2,13 +2,15 @@
 """Joins Loom's and Reverb's replay-benchmark JSONL into one Markdown table.
 
     python Benchmarks/replay_table.py LOOM.jsonl REVERB.jsonl [--title TEXT]
+        [--label NAME] [--also LOOM2.jsonl --also-label NAME2]
 
 Each input line is one measurement, e.g.
     {"system":"loom","payload":"f32x100","selector":"uniform","metric":"insert","items_per_s":12345.6}
 ratio4 lines also carry "inserts_per_s" and "observed_ratio". Rows are joined on
 (payload, selector, metric); repeats are reduced to their median. A row present on one
 side only shows "—" on the other. Ratio = Loom items/s / Reverb items/s (> 1: Loom is
-faster; the issue's target is >= 2 on every row).
+faster; the issue's target is >= 2 on every row). `--also` adds a second Loom run (e.g. the
+other transport) as two more columns; `--label`/`--also-label` name the two.
 """
 import argparse
 import json
@@ -73,19 +75,36 @@ def ratio4_note(r):
     return f"{ins_text}ratio {r['observed_ratio']:.3f}"
 
 
-def table(loom, reverb):
-    lines = ["| payload | selector | metric | Loom items/s | Reverb items/s | Loom/Reverb | "
-             "ratio4: inserts/s, observed samples/insert |",
-             "|---|---|---|---:|---:|---:|---|"]
-    for key in sorted(set(loom) | set(reverb), key=order):
+def table(loom, reverb, label="", also=None, also_label="second"):
+    name = f"Loom {label}".strip()
+    head = f"| payload | selector | metric | {name} items/s | Reverb items/s | {name}/Reverb | "
+    rule = "|---|---|---|---:|---:|---:|"
+    if also is not None:
+        head += f"Loom {also_label} items/s | Loom {also_label}/Reverb | "
+        rule += "---:|---:|"
+    lines = [head + "ratio4: inserts/s, observed samples/insert |", rule + "---|"]
+    keys = set(loom) | set(reverb) | (set(also) if also is not None else set())
+    for key in sorted(keys, key=order):
         lo, re_ = loom.get(key), reverb.get(key)
         lr = lo["items_per_s"] if lo else None
         rr = re_["items_per_s"] if re_ else None
         payload, selector, metric = key
-        extra = f"Loom {ratio4_note(lo)}; Reverb {ratio4_note(re_)}" if metric == "ratio4" else ""
-        lines.append(f"| {payload} | {selector} | {metric} | {fmt_rate(lr)} | {fmt_rate(rr)} | "
-                     f"{fmt_ratio(lr, rr)} | {extra} |")
+        extra = f"{name} {ratio4_note(lo)}; Reverb {ratio4_note(re_)}" if metric == "ratio4" else ""
+        row = f"| {payload} | {selector} | {metric} | {fmt_rate(lr)} | {fmt_rate(rr)} | {fmt_ratio(lr, rr)} | "
+        if also is not None:
+            a = also.get(key)
+            ar = a["items_per_s"] if a else None
+            row += f"{fmt_rate(ar)} | {fmt_ratio(ar, rr)} | "
+            if metric == "ratio4":
+                extra += f"; Loom {also_label} {ratio4_note(a)}"
+        lines.append(row + f"{extra} |")
     return lines
+
+
+def below_target(loom, reverb):
+    joined = set(loom) & set(reverb)
+    below = [k for k in joined if reverb[k]["items_per_s"] > 0 and loom[k]["items_per_s"] / reverb[k]["items_per_s"] < 2]
+    return len(below), len(joined)
 
 
 def main(argv=None):
@@ -93,17 +112,25 @@ def main(argv=None):
     ap.add_argument("loom", help="Loom's JSONL (Benchmarks/replay_loom.sh)")
     ap.add_argument("reverb", help="Reverb's JSONL (Benchmarks/reverb_bench.py)")
     ap.add_argument("--title", default="", help="a heading printed above the table")
+    ap.add_argument("--label", default="", help="names the first Loom run in the header (e.g. framed)")
+    ap.add_argument("--also", help="a second Loom JSONL shown as two more columns")
+    ap.add_argument("--also-label", default="second", help="names the --also run")
     args = ap.parse_args(argv)
     loom, reverb = load(args.loom), load(args.reverb)
+    also = load(args.also) if args.also else None
     if args.title:
         print(f"#### {args.title}\n")
-    print("\n".join(table(loom, reverb)))
-    reps = sorted({v["n"] for v in loom.values()} | {v["n"] for v in reverb.values()})
+    print("\n".join(table(loom, reverb, args.label, also, args.also_label)))
+    runs = [loom, reverb] + ([also] if also is not None else [])
+    reps = sorted({v["n"] for r in runs for v in r.values()})
     print(f"\nMedians over {'/'.join(map(str, reps)) or '0'} repeat(s) per row; "
           "items/s = samples/s for sample and ratio4 rows; Loom/Reverb > 1 means Loom is faster.")
-    below = [k for k in set(loom) & set(reverb)
-             if reverb[k]["items_per_s"] > 0 and loom[k]["items_per_s"] / reverb[k]["items_per_s"] < 2]
-    print(f"Rows below the 2x target: {len(below)} of {len(set(loom) & set(reverb))} joined.")
+    n, joined = below_target(loom, reverb)
+    text = f"Rows below the 2x target: {n} of {joined} joined"
+    if also is not None:
+        n2, joined2 = below_target(also, reverb)
+        text += f" ({args.label or 'first'}); {n2} of {joined2} ({args.also_label})"
+    print(text + ".")
     return 0
 
 

@@ -141,6 +141,11 @@ public final class FramedClientTransport: ClientTransport, Sendable {
             return call
         }
         defer { finished(call) }
+        // A connection lost after `connection()` returned but before the call was registered
+        // was not seen by `lost`: end the call here (`lost` runs after `isClosed` is set).
+        if connection.isClosed {
+            call.inbound.finish(throwing: RPCError(code: .unavailable, message: "framed transport: the connection to \(connection.peer) was lost"))
+        }
         let stream = RPCStream(descriptor: descriptor,
                                inbound: RPCAsyncSequence(wrapping: call.inboundStream),
                                outbound: RPCWriter.Closable(wrapping: ClientCallWriter(call: call)))

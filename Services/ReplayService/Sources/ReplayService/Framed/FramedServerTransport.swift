@@ -149,7 +149,7 @@ public final class FramedServerTransport: ServerTransport, Sendable {
                 Glibc.close(client)
                 return
             }
-            FramedSocket.setNoDelay(client)
+            FramedSocket.configure(client)
             let peer = Self.describe(storage)
             // The preface exchange reads from the client: do it off the accept thread.
             let setup = Thread { [self] in
