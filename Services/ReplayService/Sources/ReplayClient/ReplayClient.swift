@@ -145,8 +145,11 @@ public final class ReplayClient: Sendable {
         do {
             return try await body()
         } catch let error as RPCError where error.code == .unavailable {
+            let hint = settings.transport == .framed
+                ? "is it running, and is this its --framed-port (not its HTTP/2 port)?"
+                : "is it running, and do client and server agree on TLS? a TLS server needs ReplayClient(tls:), a plaintext one none"
             throw RPCError(code: .unavailable,
-                           message: "\(what): cannot reach the replay service at \(endpoint) (is it running, and do client and server agree on TLS? a TLS server needs ReplayClient(tls:), a plaintext one none); transport:",
+                           message: "\(what): cannot reach the replay service at \(endpoint) (\(hint)); transport:",
                            cause: error)
         } catch let error as RPCError where error.code == .deadlineExceeded && deadline != nil {
             throw RPCError(code: .deadlineExceeded,
