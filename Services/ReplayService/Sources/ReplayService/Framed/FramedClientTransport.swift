@@ -23,8 +23,8 @@ public final class FramedClientTransport: ClientTransport, Sendable {
         var calls: [UInt32: ClientCall] = [:]
         var nextStream: UInt32 = 1
         var shuttingDown = false
+        /// `connect()` waiting for `shuttingDown && calls.isEmpty`.
         var stopped: CheckedContinuation<Void, Never>?
-        var stoppedEarly = false
     }
     private let state = Mutex(State())
     /// Serialises connection attempts (a blocking connect and preface exchange).
@@ -43,7 +43,7 @@ public final class FramedClientTransport: ClientTransport, Sendable {
         _ = try? connection()
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
-                if s.stoppedEarly || (s.shuttingDown && s.calls.isEmpty) { return true }
+                if s.shuttingDown && s.calls.isEmpty { return true }
                 s.stopped = c
                 return false
             }
@@ -60,7 +60,6 @@ public final class FramedClientTransport: ClientTransport, Sendable {
         let resume = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.shuttingDown = true
             if s.calls.isEmpty {
-                s.stoppedEarly = true
                 defer { s.stopped = nil }
                 return s.stopped
             }
@@ -160,7 +159,6 @@ public final class FramedClientTransport: ClientTransport, Sendable {
         let resume = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.calls.removeValue(forKey: call.stream)
             guard s.shuttingDown && s.calls.isEmpty else { return nil }
-            s.stoppedEarly = true
             defer { s.stopped = nil }
             return s.stopped
         }

@@ -188,8 +188,8 @@ public final class FramedServerTransport: ServerTransport, Sendable {
             return true
         }
         guard accepted else {
-            connection.close()
-            connection.start(onFrame: { _, _ in }, onClose: { _ in })
+            // Never started: no thread owns the socket yet.
+            Glibc.close(connection.fd)
             return
         }
         connection.start(onFrame: { [weak self] header, payload in
